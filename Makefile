@@ -1,0 +1,56 @@
+# The two commands of the README: `make run` and `make test`. Both set up
+# .venv and install everything on a fresh machine.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run run-stdio test test-unit test-integration test-embedded check lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the server over HTTP on 127.0.0.1:3000 (embedded PostgreSQL + demo data unless DB_HOST is set).
+run: install
+	$(VENV)/bin/pgmcp serve --transport http
+
+run-stdio: install
+	$(VENV)/bin/pgmcp serve --transport stdio
+
+## Lint, type-check and run the whole suite against a real PostgreSQL (local 5432 if it answers,
+## embedded otherwise), then the integration suite again on the embedded server.
+test: install check
+	$(PYTEST) -q
+	@if [ -z "$$PGMCP_TEST_DSN" ] && [ "$$PGMCP_TEST_EMBEDDED" != "1" ]; then \
+		echo "== integration suite on the embedded PostgreSQL =="; \
+		PGMCP_TEST_EMBEDDED=1 $(PYTEST) -q tests/integration -m "not slow"; \
+	fi
+
+test-unit: install
+	$(PYTEST) -q tests/unit
+
+test-integration: install
+	$(PYTEST) -q tests/integration
+
+test-embedded: install
+	PGMCP_TEST_EMBEDDED=1 $(PYTEST) -q tests/integration
+
+check: lint typecheck
+
+lint: install
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

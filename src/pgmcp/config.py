@@ -1,0 +1,278 @@
+"""Settings: one typed object built once from the environment, ``.env`` and ``MCP_CONFIG_FILE``.
+
+Nothing else in pgmcp reads ``os.environ`` for configuration (the one
+exception is ``password_env``: the *name* of a variable holding a password,
+resolved in :func:`resolve_password`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pgmcp.errors import InvalidInput, register_secret
+
+__all__ = ["ConnectionSpec", "Settings", "SettingsError", "load_settings", "resolve_password"]
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+CsvList = Annotated[list[str], NoDecode]
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ConnectionSpec(BaseModel):
+    """A named connection, as declared by ``DB_*``, ``MCP_CONFIG_FILE`` or ``add_connection``."""
+
+    connection_id: str
+    host: str
+    port: int = Field(5432, ge=1, le=65535)
+    database: str
+    user: str
+    password: SecretStr | None = None
+    password_env: str | None = None
+    pool_size: int | None = Field(None, ge=1, le=1000)
+    ssl_mode: SslMode | None = None
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
+    ssl_root_cert: str | None = None
+    readonly: bool = False
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    """Every setting of SPEC §5, with the handbook's names and defaults."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", case_sensitive=False, validate_default=True
+    )
+
+    # --- server -----------------------------------------------------------
+    mcp_server_host: str = Field("127.0.0.1", description="Address the HTTP transport binds to.")
+    mcp_server_port: int = Field(3000, ge=0, le=65535, description="Port of the HTTP transport.")
+    mcp_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Log level of the JSON logs on stderr."
+    )
+    mcp_auth_token: SecretStr | None = Field(
+        None, description="Bearer token required on /mcp, /metrics and /connections when set."
+    )
+    mcp_allow_unauthenticated: bool = Field(
+        False, description="Allow binding a non-loopback host without MCP_AUTH_TOKEN (warns)."
+    )
+    mcp_stateless: bool = Field(False, description="Stateless Streamable HTTP (replicas behind a load balancer).")
+    mcp_allowed_hosts: CsvList = Field(
+        default_factory=list,
+        description="Extra Host header values accepted by /mcp (behind a load balancer), e.g. mcp.example.com:*.",
+    )
+    mcp_config_file: Path | None = Field(None, description="TOML file declaring named connections.")
+    mcp_max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted HTTP request body.")
+    shutdown_grace_seconds: float = Field(
+        10.0, ge=0, description="On SIGTERM/SIGINT, how long in-flight calls may finish before they are cancelled."
+    )
+
+    # --- pools ------------------------------------------------------------
+    default_pool_size: int = Field(10, ge=1, le=1000, description="Pool size of a new connection.")
+    max_connections: int = Field(20, ge=1, description="Upper bound on the sum of all pool sizes.")
+    connection_timeout: float = Field(30, gt=0, description="Seconds to open a connection or get one from a pool.")
+    query_timeout: float = Field(30, gt=0, description="Seconds before the database cancels a statement.")
+
+    # --- policy -----------------------------------------------------------
+    readonly_mode: bool = Field(False, description="Only read statements anywhere; transactions run READ ONLY.")
+    allowed_operations: CsvList = Field(
+        default_factory=lambda: ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "EXPLAIN"],
+        description="Statement kinds allowed, by leading keyword.",
+    )
+    blocked_keywords: CsvList = Field(
+        default_factory=lambda: ["DROP", "TRUNCATE", "ALTER"],
+        description="Statement kinds / SQL keyword tokens that are always refused.",
+    )
+    max_query_length: int = Field(10000, ge=1, description="Longest accepted query text, in characters.")
+    max_batch_size: int = Field(10000, ge=1, description="Most parameter rows accepted by batch_execute.")
+    max_transaction_queries: int = Field(1000, ge=1, description="Most statements in one execute_transaction.")
+    allow_runtime_connections: bool = Field(True, description="Whether add_connection/remove_connection may be used.")
+    allowed_db_hosts: CsvList = Field(
+        default_factory=lambda: ["*"], description="Hosts or CIDRs add_connection may reach ('*' = any)."
+    )
+    allow_inline_passwords: bool = Field(True, description="Whether add_connection accepts a password argument.")
+    sensitive_tables: CsvList = Field(default_factory=list, description="Tables whose access is warned about.")
+    sensitive_tables_action: Literal["warn", "block"] = Field(
+        "warn", description="What access to SENSITIVE_TABLES does: warn or block."
+    )
+    require_limit_for_select_star: bool = Field(False, description="Block SELECT * without LIMIT.")
+
+    # --- results ------------------------------------------------------------
+    default_fetch_size: int = Field(1000, ge=1, description="Rows returned by execute_query unless fetch_size says.")
+    max_fetch_size: int = Field(100000, ge=1, description="Largest fetch_size a caller may ask for.")
+    max_result_bytes: int = Field(1048576, ge=1024, description="Cap on the JSON size of returned rows.")
+    wrap_untrusted_data: bool = Field(True, description="Wrap database data in untrusted-data boundaries.")
+
+    # --- default connection (DB_*) -----------------------------------------
+    db_host: str | None = Field(None, description="Host of the 'default' connection; unset = embedded PostgreSQL.")
+    db_port: int = Field(5432, ge=1, le=65535, description="Port of the 'default' connection.")
+    db_database: str = Field("postgres", description="Database of the 'default' connection.")
+    db_user: str = Field("postgres", description="User of the 'default' connection.")
+    db_password: SecretStr | None = Field(None, description="Password of the 'default' connection.")
+    db_pool_size: int | None = Field(None, ge=1, le=1000, description="Pool size of 'default' (DEFAULT_POOL_SIZE).")
+    db_ssl_mode: SslMode = Field("prefer", description="TLS mode: disable, allow, prefer, require, verify-ca, verify-full.")
+    db_ssl_cert: str | None = Field(None, description="Client certificate file.")
+    db_ssl_key: str | None = Field(None, description="Client key file.")
+    db_ssl_root_cert: str | None = Field(None, description="CA certificate file.")
+    pgmcp_data_dir: Path | None = Field(None, description="Data directory of the embedded PostgreSQL.")
+
+    # --- observability ----------------------------------------------------
+    enable_metrics: bool = Field(True, description="Serve /metrics and collect Prometheus metrics.")
+    enable_query_logging: bool = Field(True, description="Keep query text in logs and query history.")
+    health_check_interval: float = Field(30, gt=0, description="Seconds between background connection probes.")
+    memory_warning_threshold: float = Field(80, ge=0, le=100, description="Memory percent that degrades health.")
+    cpu_warning_threshold: float = Field(80, ge=0, le=100, description="CPU percent that degrades health.")
+    disk_warning_threshold: float = Field(90, ge=0, le=100, description="Disk percent that degrades health.")
+    slow_query_threshold_ms: float = Field(1000, ge=0, description="Queries slower than this log slow_query.")
+    query_history_size: int = Field(1000, ge=0, description="Queries kept for get_query_history.")
+    audit_log_file: Path | None = Field(None, description="Append-only JSON-lines audit file.")
+    audit_log_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Audit file size before rotation.")
+
+    # --- tools, auth, extensions ----------------------------------------------
+    enabled_tools: CsvList = Field(
+        default_factory=list, description="Tools or groups (read, write, admin, monitoring) to expose; empty = all."
+    )
+    mcp_oidc_issuer: str | None = Field(None, description="OIDC issuer whose JWTs are accepted.")
+    mcp_oidc_audience: str | None = Field(None, description="Audience the JWTs must carry.")
+    mcp_oidc_jwks_url: str | None = Field(None, description="JWKS URL for the JWT signing keys.")
+    mcp_plugins: CsvList = Field(default_factory=list, description="Plugin modules to load at start.")
+    mcp_plugins_skip_broken: bool = Field(False, description="Skip a plugin that fails to load (warn) instead of stopping.")
+
+    # Connections declared in MCP_CONFIG_FILE (filled by load_settings, not from the environment).
+    connections: list[ConnectionSpec] = Field(default_factory=list, exclude=True)
+
+    @field_validator(
+        "allowed_operations",
+        "blocked_keywords",
+        "allowed_db_hosts",
+        "sensitive_tables",
+        "enabled_tools",
+        "mcp_plugins",
+        "mcp_allowed_hosts",
+        mode="before",
+    )
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("allowed_operations", "blocked_keywords")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [v.upper() for v in value]
+
+    @field_validator("mcp_log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _remember_secrets(self) -> Settings:
+        for secret in (self.db_password, self.mcp_auth_token):
+            if secret is not None:
+                register_secret(secret.get_secret_value())
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no DB_HOST is given: the embedded PostgreSQL serves 'default'."""
+        return not self.db_host
+
+    def default_connection(self) -> ConnectionSpec | None:
+        if not self.db_host:
+            return None
+        return ConnectionSpec(
+            connection_id="default",
+            host=self.db_host,
+            port=self.db_port,
+            database=self.db_database,
+            user=self.db_user,
+            password=self.db_password,
+            pool_size=self.db_pool_size,
+            ssl_mode=self.db_ssl_mode,
+            ssl_cert=self.db_ssl_cert,
+            ssl_key=self.db_ssl_key,
+            ssl_root_cert=self.db_ssl_root_cert,
+        )
+
+
+def _first_error_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "settings"
+    name = loc.upper() if "." not in loc else loc
+    value = err.get("input")
+    shown = "" if name.endswith(("PASSWORD", "TOKEN")) or isinstance(value, dict) else f" (got {value!r})"
+    return f"Invalid setting {name}{shown}: {err['msg']}"
+
+
+def _load_config_file(path: Path) -> list[ConnectionSpec]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SettingsError(f"Invalid setting MCP_CONFIG_FILE: file not found: {path}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise SettingsError(f"Invalid setting MCP_CONFIG_FILE: {path}: {exc}") from exc
+    specs: list[ConnectionSpec] = []
+    tables = data.get("connections", {})
+    if not isinstance(tables, dict):
+        raise SettingsError("Invalid setting MCP_CONFIG_FILE: [connections] must be a table of tables")
+    for conn_id, body in tables.items():
+        if not isinstance(body, dict):
+            raise SettingsError(f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] must be a table")
+        if "password" in body:
+            raise SettingsError(
+                f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] has a password; "
+                "use password_env (the name of an environment variable holding it)"
+            )
+        try:
+            specs.append(ConnectionSpec(connection_id=conn_id, **body))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            raise SettingsError(
+                f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] {field}: {err['msg']}"
+            ) from exc
+        if specs[-1].password_env:
+            register_secret(os.environ.get(specs[-1].password_env))
+    return specs
+
+
+def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings; raise :class:`SettingsError` with one line naming the bad variable."""
+    if env_file is not None and not Path(env_file).is_file():
+        raise SettingsError(f"Invalid option --env-file: file not found: {env_file}")
+    try:
+        settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise SettingsError(_first_error_line(exc)) from None
+    if settings.mcp_config_file is not None:
+        settings.connections = _load_config_file(settings.mcp_config_file)
+    return settings
+
+
+def resolve_password(spec: ConnectionSpec) -> str | None:
+    """The password of a connection: given inline, or read from the variable ``password_env`` names."""
+    if spec.password is not None:
+        return spec.password.get_secret_value()
+    if spec.password_env:
+        value = os.environ.get(spec.password_env)
+        if value is None:
+            raise InvalidInput(
+                f"password_env names {spec.password_env!r}, which is not set in the server's environment"
+            )
+        register_secret(value)
+        return value
+    return None
