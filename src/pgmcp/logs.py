@@ -1,0 +1,220 @@
+"""JSON logs on stderr, with secrets removed.
+
+One JSON object per line, always on **stderr**: stdout belongs to the stdio MCP
+transport, and one stray line there breaks the client. Every line has
+``timestamp`` (ISO 8601, UTC), ``level`` (upper case: ``DEBUG`` … ``CRITICAL``,
+so ``jq 'select(.level == "ERROR")'`` works), ``event`` and the bound fields.
+
+Two sources end up in the same renderer:
+
+- pgmcp's own structlog loggers (:func:`get_logger`), filtered by level before
+  any work is done, so a disabled ``debug()`` call costs a no-op method call;
+- the standard library's :mod:`logging` (uvicorn, the MCP SDK, asyncpg),
+  through a handler on the root logger.
+
+Secrets: keys that name a secret (``password``, ``token``, ``authorization`` …)
+are dropped, and every string value is passed through
+:func:`pgmcp.errors.mask_secrets` (DSN passwords, ``password=…`` pairs and
+every registered secret such as ``DB_PASSWORD`` or ``MCP_AUTH_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import traceback
+from collections.abc import Mapping, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+from pgmcp.errors import mask_secrets
+
+__all__ = ["configure_logging", "get_logger", "redact"]
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+# structlog method name -> the level written in the line.
+_LEVEL_NAMES = {
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warning": "WARNING",
+    "warn": "WARNING",
+    "error": "ERROR",
+    "exception": "ERROR",
+    "critical": "CRITICAL",
+    "fatal": "CRITICAL",
+}
+_SECRET_KEYS = ("password", "passwd", "secret", "token", "authorization")
+_MAX_DEPTH = 6
+_write_lock = threading.Lock()
+
+
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    return lowered.endswith(_SECRET_KEYS) or lowered in {"pwd", "cookie", "set-cookie"}
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if depth >= _MAX_DEPTH or isinstance(value, bool | int | float) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {
+            k: _clean(v, depth + 1)
+            for k, v in value.items()
+            if not (isinstance(k, str) and _is_secret_key(k))
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean(v, depth + 1) for v in value]
+    return value
+
+
+def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Processor: drop secret-named keys and mask secrets in every string (nested too)."""
+    for key in list(event_dict):
+        if _is_secret_key(key):
+            del event_dict[key]
+            continue
+        value = event_dict[key]
+        if isinstance(value, str):
+            event_dict[key] = mask_secrets(value)
+        elif value is not None and not isinstance(value, bool | int | float):
+            event_dict[key] = _clean(value)
+    return event_dict
+
+
+def _add_level(_logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    event_dict["level"] = _LEVEL_NAMES.get(method, method.upper())
+    return event_dict
+
+
+def _fallback(obj: Any) -> str:
+    # Objects orjson cannot serialise (Decimal, Path, SecretStr, exceptions ...):
+    # their str(), masked, since redact() ran before they were stringified.
+    return mask_secrets(str(obj))
+
+
+def _render(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> str:
+    # timestamp, level and event first, so a person reading raw lines finds them.
+    line: dict[str, Any] = {
+        "timestamp": event_dict.pop("timestamp", None),
+        "level": event_dict.pop("level", None),
+        "event": event_dict.pop("event", None),
+    }
+    line.update(event_dict)
+    return orjson.dumps(line, default=_fallback, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _write(line: str) -> None:
+    # sys.stderr is looked up at every write, not captured at configure time, so a
+    # replaced stderr (pytest's capture, a test harness) gets the lines.
+    with _write_lock:
+        stream = sys.stderr
+        stream.write(line + "\n")
+        stream.flush()
+
+
+class _StderrLogger:
+    """structlog's final logger: one rendered line to the current sys.stderr."""
+
+    def msg(self, message: str) -> None:
+        _write(message)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _stderr_logger_factory(*_args: Any) -> _StderrLogger:
+    return _StderrLogger()
+
+
+class _JsonHandler(logging.Handler):
+    """Root-logger handler: stdlib records (uvicorn, mcp, asyncpg) as the same JSON lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            event: MutableMapping[str, Any] = {
+                "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+                "level": record.levelname,
+                "event": record.getMessage(),
+                "logger": record.name,
+            }
+            if record.exc_info and record.exc_info[0] is not None:
+                event["exception"] = "".join(traceback.format_exception(*record.exc_info))
+            ed = redact(None, record.levelname.lower(), dict(event))
+            _write(_render(None, record.levelname.lower(), ed))
+        except Exception:  # a broken log line must never break the caller
+            self.handleError(record)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send every log line, pgmcp's and the standard library's, to stderr as JSON.
+
+    Call it once at start-up, before building the server (loggers cache their
+    configuration on first use). ``level`` is ``DEBUG``, ``INFO``, ``WARNING``,
+    ``ERROR`` or ``CRITICAL`` (any case).
+
+    Raises:
+        ValueError: ``level`` is not one of those names.
+    """
+    numeric = _LEVELS.get(level.lower())
+    if numeric is None:
+        raise ValueError(f"Unknown log level {level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    _configure_structlog(numeric)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _JsonHandler):
+            root.removeHandler(handler)
+    root.addHandler(_JsonHandler())
+    root.setLevel(numeric)
+    # Libraries that install their own handlers would print twice (or to stdout);
+    # let their records reach the root handler only. (uvicorn re-installs its
+    # handlers unless it is started with log_config=None.)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "mcp", "asyncpg"):
+        lib = logging.getLogger(name)
+        lib.handlers.clear()
+        lib.propagate = True
+
+
+def _configure_structlog(numeric: int) -> None:
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        _add_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        redact,
+        _render,
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=_stderr_logger_factory,
+        context_class=dict,
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str | None = None) -> FilteringBoundLogger:
+    """A structlog logger; ``name`` (e.g. ``__name__``) is written as the ``logger`` field.
+
+    If :func:`configure_logging` has not run yet, structlog is set up with ``INFO``
+    (the standard library's logging is left alone) so that nothing is ever
+    written to stdout by structlog's default configuration.
+    """
+    if not structlog.is_configured():
+        _configure_structlog(logging.INFO)
+    logger: FilteringBoundLogger = structlog.get_logger()
+    if name is not None:
+        logger = logger.bind(logger=name)
+    return logger
