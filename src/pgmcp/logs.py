@@ -20,19 +20,20 @@ every registered secret such as ``DB_PASSWORD`` or ``MCP_AUTH_TOKEN``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
 import traceback
 from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-from pgmcp.errors import mask_secrets
+from pgmcp.errors import _registered_secrets, mask_secrets
 
 __all__ = ["configure_logging", "get_logger", "redact"]
 
@@ -59,14 +60,33 @@ _MAX_DEPTH = 6
 _write_lock = threading.Lock()
 
 
+@functools.lru_cache(maxsize=4096)  # keys are field names: a small, repeating set
 def _is_secret_key(key: str) -> bool:
     lowered = key.lower()
     return lowered.endswith(_SECRET_KEYS) or lowered in {"pwd", "cookie", "set-cookie"}
 
 
+def _mask(text: str) -> str:
+    """:func:`mask_secrets`, skipped when the text cannot contain anything it would mask.
+
+    ``mask_secrets`` runs two regular expressions (~3 µs a string); most log values
+    (ids, query types, statuses) contain neither ``://``…``@``, nor ``pass``/``pwd``,
+    nor a registered secret, so this check saves nearly all of it. It must stay in
+    step with the patterns of :mod:`pgmcp.errors`.
+    """
+    lowered = text.lower()
+    if "@" in text or "pass" in lowered or "pwd" in lowered:
+        return mask_secrets(text)
+    # the live set of pgmcp.errors (mutated in place by register_secret, never rebound)
+    for secret in _registered_secrets:
+        if secret in text:
+            return mask_secrets(text)
+    return text
+
+
 def _clean(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return mask_secrets(value)
+        return _mask(value)
     if depth >= _MAX_DEPTH or isinstance(value, bool | int | float) or value is None:
         return value
     if isinstance(value, Mapping):
@@ -88,7 +108,7 @@ def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Event
             continue
         value = event_dict[key]
         if isinstance(value, str):
-            event_dict[key] = mask_secrets(value)
+            event_dict[key] = _mask(value)
         elif value is not None and not isinstance(value, bool | int | float):
             event_dict[key] = _clean(value)
     return event_dict
@@ -160,9 +180,11 @@ class _JsonHandler(logging.Handler):
 def configure_logging(level: str = "INFO") -> None:
     """Send every log line, pgmcp's and the standard library's, to stderr as JSON.
 
-    Call it once at start-up, before building the server (loggers cache their
-    configuration on first use). ``level`` is ``DEBUG``, ``INFO``, ``WARNING``,
-    ``ERROR`` or ``CRITICAL`` (any case).
+    Call it at start-up; calling it again (tests) re-levels every logger that
+    :func:`get_logger` handed out, module-level ones included. ``level`` is
+    ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or ``CRITICAL`` (any case).
+    uvicorn must be started with ``log_config=None``, or it re-installs its own
+    plain-text handlers.
 
     Raises:
         ValueError: ``level`` is not one of those names.
@@ -178,15 +200,18 @@ def configure_logging(level: str = "INFO") -> None:
     root.addHandler(_JsonHandler())
     root.setLevel(numeric)
     # Libraries that install their own handlers would print twice (or to stdout);
-    # let their records reach the root handler only. (uvicorn re-installs its
-    # handlers unless it is started with log_config=None.)
+    # let their records reach the root handler only.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "mcp", "asyncpg"):
         lib = logging.getLogger(name)
         lib.handlers.clear()
         lib.propagate = True
 
 
+_generation = 0  # bumped by every configuration; _Logger rebuilds when it changed
+
+
 def _configure_structlog(numeric: int) -> None:
+    global _generation
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         _add_level,
@@ -198,23 +223,50 @@ def _configure_structlog(numeric: int) -> None:
     ]
     structlog.configure(
         processors=processors,
+        # Methods below the level are no-ops: a disabled debug() call does no work.
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=_stderr_logger_factory,
         context_class=dict,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # _Logger caches, and notices reconfiguration
     )
+    _generation += 1
+
+
+class _Logger:
+    """A named logger that builds its bound logger once per configuration.
+
+    structlog's own first-use cache would freeze a module-level logger with
+    whatever configuration was current when it was first used (often before
+    ``configure_logging`` ran); this one rebuilds when the configuration changes.
+    """
+
+    __slots__ = ("_bound", "_generation", "_name")
+
+    def __init__(self, name: str | None) -> None:
+        self._name = name
+        self._generation = -1
+        self._bound: Any = None
+
+    def _current(self) -> Any:
+        if self._generation != _generation:
+            initial = {"logger": self._name} if self._name is not None else {}
+            self._bound = structlog.get_logger().bind(**initial)
+            self._generation = _generation
+        return self._bound
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._current(), attr)
 
 
 def get_logger(name: str | None = None) -> FilteringBoundLogger:
-    """A structlog logger; ``name`` (e.g. ``__name__``) is written as the ``logger`` field.
+    """A structlog logger; ``name`` (e.g. ``"pgmcp.db"``) is written as the ``logger`` field.
 
-    If :func:`configure_logging` has not run yet, structlog is set up with ``INFO``
-    (the standard library's logging is left alone) so that nothing is ever
-    written to stdout by structlog's default configuration.
+    Safe to create at import time: it follows later :func:`configure_logging`
+    calls. If none has run yet, structlog is set up with ``INFO`` on stderr
+    (the standard library's logging is left alone), so nothing is ever written
+    to stdout by structlog's default configuration. ``.bind(...)`` returns a
+    logger fixed to the configuration current at that moment.
     """
     if not structlog.is_configured():
         _configure_structlog(logging.INFO)
-    logger: FilteringBoundLogger = structlog.get_logger()
-    if name is not None:
-        logger = logger.bind(logger=name)
-    return logger
+    return cast(FilteringBoundLogger, _Logger(name))
