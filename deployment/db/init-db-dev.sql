@@ -1,0 +1,1 @@
+../../src/pgmcp/demo/init-db-dev.sql
