@@ -1,0 +1,398 @@
+"""The Monitor: counters, histogram, query history, and the readings built from them."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import Metric
+
+from pgmcp import __version__
+from pgmcp.config import Settings
+from pgmcp.errors import mask_secrets
+from pgmcp.logs import get_logger
+from pgmcp.monitoring.business import BUSINESS_RETENTION_SECONDS, BusinessEvents
+from pgmcp.monitoring.exposition import BOUNDS_MS, Counts, families
+from pgmcp.monitoring.health import RANK, Status, SystemProbe, assess
+
+__all__ = ["RESERVOIR_SIZE", "Monitor", "PoolSource", "QueryRecord"]
+
+#: How many recent query durations ``p95_query_time_ms`` is computed over.
+RESERVOIR_SIZE = 10_000
+
+#: ``() -> {connection_id: {"size", "idle_connections", "active_connections"}}``
+PoolSource = Callable[[], Mapping[str, Mapping[str, int]]]
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRecord:
+    """One query in the history (``get_query_history``)."""
+
+    connection_id: str
+    query: str | None
+    query_type: str
+    duration_ms: float
+    success: bool
+    row_count: int | None
+    timestamp: str  # ISO 8601, UTC
+    error_type: str | None = None
+    tool: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "connection_id": self.connection_id,
+            "query": self.query,
+            "query_type": self.query_type,
+            "duration_ms": self.duration_ms,
+            "success": self.success,
+            "row_count": self.row_count,
+            "timestamp": self.timestamp,
+            "error_type": self.error_type,
+            "tool": self.tool,
+        }
+
+
+class _Hist:
+    __slots__ = ("buckets", "sum_ms")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(BOUNDS_MS) + 1)  # per bucket, not cumulative; the last is +Inf
+        self.sum_ms = 0.0
+
+
+class _Collector:
+    """Hands the registry the Monitor's families at scrape time."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self._monitor = monitor
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._monitor._families())
+
+
+class Monitor:
+    """Metrics, query history, business events and health of one server.
+
+    Thread-safe: any method may be called from the event loop or another thread
+    (an HTTP scrape). No I/O besides psutil readings. ``clock`` (monotonic
+    seconds) is there for tests of uptime and business windows.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._started = clock()
+        self._lock = threading.Lock()
+        self._log = get_logger("pgmcp.monitoring")
+        self._keep_text = settings.enable_query_logging
+        self._slow_ms = settings.slow_query_threshold_ms
+
+        self._queries: dict[tuple[str, str, str], int] = {}
+        self._hists: dict[tuple[str, str], _Hist] = {}
+        self._blocked: dict[tuple[str, str], int] = {}
+        self._slow: dict[str, int] = {}
+        self._tools: dict[tuple[str, str], int] = {}
+        self._recent_ms: deque[float] = deque(maxlen=RESERVOIR_SIZE)
+        # (epoch, connection_id, query, query_type, duration_ms, success, row_count, error_type, tool):
+        # a tuple is cheaper to make on the hot path; QueryRecord is built when read.
+        self._history: deque[tuple[Any, ...]] = deque(maxlen=settings.query_history_size)
+
+        self._business = BusinessEvents(clock)
+        self._pool_source: PoolSource | None = None
+        self._last_status: Status = "healthy"
+        self._system = SystemProbe(settings.pgmcp_data_dir)
+
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    # --- the execute path and the tool layer report here ------------------------
+
+    def record_query(
+        self,
+        *,
+        connection_id: str,
+        query_type: str,
+        duration_ms: float,
+        success: bool,
+        row_count: int | None,
+        query: str | None,
+        error_type: str | None = None,
+        tool: str | None = None,
+    ) -> None:
+        """Count one statement that reached the database, whether it succeeded there or failed.
+
+        Logs ``query`` at DEBUG, and ``slow_query`` at WARNING when ``duration_ms`` is
+        over ``SLOW_QUERY_THRESHOLD_MS``. The query text is kept and logged only with
+        ``ENABLE_QUERY_LOGGING``. Parameter values must never be passed here.
+        """
+        text = query if self._keep_text else None
+        slow = duration_ms > self._slow_ms
+        qkey = (connection_id, query_type, "success" if success else "error")
+        hkey = (connection_id, query_type)
+        with self._lock:
+            self._queries[qkey] = self._queries.get(qkey, 0) + 1
+            hist = self._hists.get(hkey)
+            if hist is None:
+                hist = self._hists[hkey] = _Hist()
+            hist.buckets[bisect_left(BOUNDS_MS, duration_ms)] += (
+                1  # bucket i holds bound[i-1] < d <= bound[i]
+            )
+            hist.sum_ms += duration_ms
+            self._recent_ms.append(duration_ms)
+            self._history.append(
+                (
+                    time.time(),
+                    connection_id,
+                    text,
+                    query_type,
+                    duration_ms,
+                    success,
+                    row_count,
+                    error_type,
+                    tool,
+                )
+            )
+            if slow:
+                self._slow[connection_id] = self._slow.get(connection_id, 0) + 1
+        fields: dict[str, Any] = {
+            "connection_id": connection_id,
+            "query_type": query_type,
+            "duration_ms": round(duration_ms, 3),
+            "row_count": row_count,
+            "success": success,
+            "error_type": error_type,
+        }
+        if tool is not None:
+            fields["tool"] = tool
+        if text is not None:
+            fields["query"] = text
+        self._log.debug("query", **fields)
+        if slow:
+            self._log.warning("slow_query", threshold_ms=self._slow_ms, **fields)
+
+    def record_blocked(
+        self, *, connection_id: str, reason: str, query_type: str | None, message: str, query: str | None
+    ) -> None:
+        """Count a statement the policy refused (it never reached the database); log ``query_blocked``.
+
+        Blocked statements are counted apart: not in ``total_queries``, not in
+        ``failed_queries``, not in the history.
+        """
+        key = (connection_id, reason)
+        with self._lock:
+            self._blocked[key] = self._blocked.get(key, 0) + 1
+        fields: dict[str, Any] = {
+            "connection_id": connection_id,
+            "reason": reason,
+            "query_type": query_type,
+            "message": message,
+        }
+        if self._keep_text and query is not None:
+            fields["query"] = query
+        self._log.warning("query_blocked", **fields)
+
+    def record_tool_call(self, *, tool: str, status: str, duration_ms: float) -> None:
+        """Count one tool call (``status``: ``success`` or the error_type); log ``tool_call`` at INFO."""
+        key = (tool, status)
+        with self._lock:
+            self._tools[key] = self._tools.get(key, 0) + 1
+        self._log.info("tool_call", tool=tool, status=status, duration_ms=round(duration_ms, 3))
+
+    def set_pool_source(self, fn: PoolSource) -> None:
+        """Where pool stats come from; called at every scrape and :meth:`snapshot`, so it must not block."""
+        self._pool_source = fn
+
+    def record_business_event(self, event_type: str, value: float = 1.0) -> None:
+        """A plugin's business event (the handbook's ``CustomMetricsCollector``).
+
+        ``event_type`` becomes a metric label: keep the set of types small and fixed.
+        """
+        self._business.record(event_type, value)
+
+    # --- readings -----------------------------------------------------------------
+
+    @property
+    def uptime_seconds(self) -> float:
+        return self._clock() - self._started
+
+    def business_metrics(
+        self, window_seconds: float = BUSINESS_RETENTION_SECONDS
+    ) -> dict[str, dict[str, float]]:
+        """``{event_type: {count, sum, avg}}`` over the last ``window_seconds`` (at most an hour, 1 s resolution)."""
+        return self._business.window(window_seconds)
+
+    def history(
+        self, *, connection_id: str | None = None, min_duration_ms: float = 0, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Recent queries, newest first: at most ``limit``, from the last ``QUERY_HISTORY_SIZE``.
+
+        Only statements that reached the database are kept (blocked ones are not);
+        ``query`` is None when ``ENABLE_QUERY_LOGGING`` is false.
+        """
+        if limit <= 0:
+            return []
+        picked: list[tuple[Any, ...]] = []
+        with self._lock:
+            for entry in reversed(self._history):
+                if (connection_id is None or entry[1] == connection_id) and entry[4] >= min_duration_ms:
+                    picked.append(entry)
+                    if len(picked) >= limit:
+                        break
+        return [
+            QueryRecord(conn, text, qtype, round(dur, 3), ok, rows, _iso(epoch), err, tool).as_dict()
+            for epoch, conn, text, qtype, dur, ok, rows, err, tool in picked
+        ]
+
+    def pools(self) -> dict[str, dict[str, int]]:
+        """Pool stats from the pool source; empty when none is set or it fails."""
+        if self._pool_source is None:
+            return {}
+        try:
+            return {cid: dict(stats) for cid, stats in self._pool_source().items()}
+        except Exception as exc:  # a broken source must not break /metrics or get_metrics
+            self._log.warning("pool_source_failed", error=mask_secrets(str(exc)))
+            return {}
+
+    def _counts(self) -> tuple[Counts, list[float]]:
+        with self._lock:
+            counts = Counts(
+                queries=dict(self._queries),
+                histograms={k: (list(h.buckets), h.sum_ms) for k, h in self._hists.items()},
+                blocked=dict(self._blocked),
+                slow=dict(self._slow),
+                tools=dict(self._tools),
+            )
+            recent = list(self._recent_ms)
+        return counts, recent
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``get_metrics`` fields, from the same counters ``/metrics`` renders.
+
+        ``total_queries`` = ``successful_queries`` + ``failed_queries`` (statements that
+        reached the database); ``blocked_queries`` are apart. ``failure_rate_percent``
+        = failed / total × 100, 0 before any query. ``avg_query_time_ms`` is since
+        start; ``p95_query_time_ms`` over the last :data:`RESERVOIR_SIZE` queries.
+        """
+        counts, recent = self._counts()
+        ok = failed = 0
+        by_type: dict[str, int] = {}
+        by_conn: dict[str, int] = {}
+        for (conn, qtype, status), n in counts.queries.items():
+            if status == "success":
+                ok += n
+            else:
+                failed += n
+            by_type[qtype] = by_type.get(qtype, 0) + n
+            by_conn[conn] = by_conn.get(conn, 0) + n
+        total = ok + failed
+        by_reason: dict[str, int] = {}
+        for (_, reason), n in counts.blocked.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+        tool_calls: dict[str, dict[str, int]] = {}
+        for (tool, status), n in counts.tools.items():
+            tool_calls.setdefault(tool, {})[status] = n
+        sum_ms = sum(s for _, s in counts.histograms.values())
+        recent.sort()
+        p95 = recent[math.ceil(0.95 * len(recent)) - 1] if recent else 0.0  # nearest rank
+        return {
+            "total_queries": total,
+            "successful_queries": ok,
+            "failed_queries": failed,
+            "blocked_queries": sum(by_reason.values()),
+            "slow_queries": sum(counts.slow.values()),
+            "failure_rate_percent": round(failed / total * 100, 3) if total else 0.0,
+            "avg_query_time_ms": round(sum_ms / total, 3) if total else 0.0,
+            "p95_query_time_ms": round(p95, 3),
+            "queries_by_type": by_type,
+            "queries_by_connection": by_conn,
+            "blocked_by_reason": by_reason,
+            "tool_calls": tool_calls,
+            "uptime_seconds": round(self.uptime_seconds, 3),
+            "pools": self.pools(),
+            "system": self.system_stats(),
+        }
+
+    def render_prometheus(self) -> tuple[bytes, str]:
+        """``(body, content_type)``: the text exposition of this Monitor's own registry.
+
+        Served by ``/metrics`` only when ``ENABLE_METRICS`` is true (the HTTP layer
+        checks); the counters behind ``get_metrics`` are kept either way.
+        """
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def _families(self) -> list[Metric]:
+        counts, _ = self._counts()
+        return families(
+            counts,
+            pools=self.pools(),
+            business=self._business.totals(),
+            rss_bytes=self._system.rss_bytes(),
+            uptime_seconds=self.uptime_seconds,
+        )
+
+    # --- health ---------------------------------------------------------------------
+
+    def system_stats(self) -> dict[str, Any]:
+        """``memory_percent`` (machine), ``process_rss_bytes``, ``cpu_percent`` (machine, non-blocking),
+        ``cpu_count``, ``disk_percent`` (partition of ``PGMCP_DATA_DIR`` or the working directory),
+        ``load_average`` (where the OS has one) and ``uptime_seconds``."""
+        stats = self._system.read()
+        stats["uptime_seconds"] = round(self.uptime_seconds, 3)
+        return stats
+
+    def health(self, connections: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """The ``health_check`` / ``/health`` answer, from the registry's cached probes.
+
+        ``connections``: ``{id: {"is_healthy": bool | None, "latency_ms", "last_checked",
+        "error", ...}}`` (None = not probed yet). Verdict rules: :func:`.health.assess`.
+
+        ``is_healthy`` is ``status == "healthy"``: a degraded server is not reported
+        healthy, so the handbook's ``if not health["is_healthy"]: send_alert(...)``
+        fires on it too. HTTP maps ``unhealthy`` to 503, the other two to 200.
+        A change of status from the previous call (the first call compares with
+        ``healthy``) logs ``health_changed``: WARNING when worse, INFO when better.
+        """
+        system = self.system_stats()
+        status, warnings, conns = assess(system, connections, self.settings)
+        with self._lock:
+            old, self._last_status = self._last_status, status
+        if old != status:
+            log = self._log.warning if RANK[status] > RANK[old] else self._log.info
+            log("health_changed", old_status=old, new_status=status, warnings=warnings)
+        return {
+            "is_healthy": status == "healthy",
+            "status": status,
+            "uptime_seconds": system["uptime_seconds"],
+            "memory_percent": system["memory_percent"],
+            "cpu_percent": system["cpu_percent"],
+            "disk_percent": system["disk_percent"],
+            "connections": conns,
+            "warnings": warnings,
+            "timestamp": _iso(time.time()),
+            "version": __version__,
+        }
