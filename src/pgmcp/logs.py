@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
 import threading
 import traceback
@@ -35,7 +36,7 @@ from structlog.typing import EventDict, FilteringBoundLogger, Processor, Wrapped
 
 from pgmcp.errors import _registered_secrets, mask_secrets
 
-__all__ = ["configure_logging", "get_logger", "redact"]
+__all__ = ["configure_logging", "get_logger", "redact", "redact_text"]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -66,17 +67,29 @@ def _is_secret_key(key: str) -> bool:
     return lowered.endswith(_SECRET_KEYS) or lowered in {"pwd", "cookie", "set-cookie"}
 
 
-def _mask(text: str) -> str:
-    """:func:`mask_secrets`, skipped when the text cannot contain anything it would mask.
+# SQL's own password literals (CREATE/ALTER ROLE ... PASSWORD '...'), which
+# mask_secrets does not know: '...' (with '' escapes), E'...' and $tag$...$tag$.
+_SQL_PASSWORD = re.compile(
+    r"""(?P<kw>\bPASSWORD\s+)(?:E?'(?:[^'\\]|\\.|'')*'|\$(?P<tag>[A-Za-z_]\w*)?\$.*?\$(?P=tag)?\$)""",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def redact_text(text: str) -> str:
+    """:func:`~pgmcp.errors.mask_secrets` plus SQL ``PASSWORD '...'`` literals, skipped when nothing can match.
 
     ``mask_secrets`` runs two regular expressions (~3 µs a string); most log values
-    (ids, query types, statuses) contain neither ``://``…``@``, nor ``pass``/``pwd``,
-    nor a registered secret, so this check saves nearly all of it. It must stay in
-    step with the patterns of :mod:`pgmcp.errors`.
+    (ids, query types, statuses) contain neither ``@``, nor ``pass``/``pwd``, nor a
+    registered secret, so the check first saves nearly all of it. It must stay in
+    step with the patterns of :mod:`pgmcp.errors`. Used for every log value and for
+    the query text kept in the history.
     """
     lowered = text.lower()
     if "@" in text or "pass" in lowered or "pwd" in lowered:
-        return mask_secrets(text)
+        text = mask_secrets(text)
+        if "password" in lowered:
+            text = _SQL_PASSWORD.sub(r"\g<kw>'***'", text)
+        return text
     # the live set of pgmcp.errors (mutated in place by register_secret, never rebound)
     for secret in _registered_secrets:
         if secret in text:
@@ -86,7 +99,7 @@ def _mask(text: str) -> str:
 
 def _clean(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return _mask(value)
+        return redact_text(value)
     if depth >= _MAX_DEPTH or isinstance(value, bool | int | float) or value is None:
         return value
     if isinstance(value, Mapping):
@@ -108,7 +121,7 @@ def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Event
             continue
         value = event_dict[key]
         if isinstance(value, str):
-            event_dict[key] = _mask(value)
+            event_dict[key] = redact_text(value)
         elif value is not None and not isinstance(value, bool | int | float):
             event_dict[key] = _clean(value)
     return event_dict

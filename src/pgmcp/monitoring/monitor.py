@@ -25,7 +25,7 @@ from prometheus_client.core import Metric
 from pgmcp import __version__
 from pgmcp.config import Settings
 from pgmcp.errors import mask_secrets
-from pgmcp.logs import get_logger
+from pgmcp.logs import get_logger, redact_text
 from pgmcp.monitoring.business import BUSINESS_RETENTION_SECONDS, BusinessEvents
 from pgmcp.monitoring.exposition import BOUNDS_MS, Counts, families
 from pgmcp.monitoring.health import RANK, Status, SystemProbe, assess
@@ -148,9 +148,10 @@ class Monitor:
 
         Logs ``query`` at DEBUG, and ``slow_query`` at WARNING when ``duration_ms`` is
         over ``SLOW_QUERY_THRESHOLD_MS``. The query text is kept and logged only with
-        ``ENABLE_QUERY_LOGGING``. Parameter values must never be passed here.
+        ``ENABLE_QUERY_LOGGING``, with passwords masked (DSNs, ``password=``, SQL
+        ``PASSWORD '...'``). Parameter values must never be passed here.
         """
-        text = query if self._keep_text else None
+        text = redact_text(query) if self._keep_text and query is not None else None
         slow = duration_ms > self._slow_ms
         qkey = (connection_id, query_type, "success" if success else "error")
         hkey = (connection_id, query_type)
@@ -213,7 +214,7 @@ class Monitor:
             "message": message,
         }
         if self._keep_text and query is not None:
-            fields["query"] = query
+            fields["query"] = redact_text(query)
         self._log.warning("query_blocked", **fields)
 
     def record_tool_call(self, *, tool: str, status: str, duration_ms: float) -> None:
