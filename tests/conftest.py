@@ -82,7 +82,9 @@ def _local_answers(host: str = "127.0.0.1", port: int = 5432) -> bool:
 
     async def probe() -> bool:
         try:
-            conn = await asyncpg.connect(host=host, port=port, user="postgres", database="postgres", timeout=3)
+            conn = await asyncpg.connect(
+                host=host, port=port, user="postgres", database="postgres", timeout=3
+            )
         except Exception:
             return False
         await conn.close()

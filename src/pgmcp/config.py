@@ -70,25 +70,35 @@ class Settings(BaseSettings):
     mcp_allow_unauthenticated: bool = Field(
         False, description="Allow binding a non-loopback host without MCP_AUTH_TOKEN (warns)."
     )
-    mcp_stateless: bool = Field(False, description="Stateless Streamable HTTP (replicas behind a load balancer).")
+    mcp_stateless: bool = Field(
+        False, description="Stateless Streamable HTTP (replicas behind a load balancer)."
+    )
     mcp_allowed_hosts: CsvList = Field(
         default_factory=list,
         description="Extra Host header values accepted by /mcp (behind a load balancer), e.g. mcp.example.com:*.",
     )
     mcp_config_file: Path | None = Field(None, description="TOML file declaring named connections.")
-    mcp_max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted HTTP request body.")
+    mcp_max_request_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest accepted HTTP request body."
+    )
     shutdown_grace_seconds: float = Field(
-        10.0, ge=0, description="On SIGTERM/SIGINT, how long in-flight calls may finish before they are cancelled."
+        10.0,
+        ge=0,
+        description="On SIGTERM/SIGINT, how long in-flight calls may finish before they are cancelled.",
     )
 
     # --- pools ------------------------------------------------------------
     default_pool_size: int = Field(10, ge=1, le=1000, description="Pool size of a new connection.")
     max_connections: int = Field(20, ge=1, description="Upper bound on the sum of all pool sizes.")
-    connection_timeout: float = Field(30, gt=0, description="Seconds to open a connection or get one from a pool.")
+    connection_timeout: float = Field(
+        30, gt=0, description="Seconds to open a connection or get one from a pool."
+    )
     query_timeout: float = Field(30, gt=0, description="Seconds before the database cancels a statement.")
 
     # --- policy -----------------------------------------------------------
-    readonly_mode: bool = Field(False, description="Only read statements anywhere; transactions run READ ONLY.")
+    readonly_mode: bool = Field(
+        False, description="Only read statements anywhere; transactions run READ ONLY."
+    )
     allowed_operations: CsvList = Field(
         default_factory=lambda: ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "EXPLAIN"],
         description="Statement kinds allowed, by leading keyword.",
@@ -99,58 +109,86 @@ class Settings(BaseSettings):
     )
     max_query_length: int = Field(10000, ge=1, description="Longest accepted query text, in characters.")
     max_batch_size: int = Field(10000, ge=1, description="Most parameter rows accepted by batch_execute.")
-    max_transaction_queries: int = Field(1000, ge=1, description="Most statements in one execute_transaction.")
-    allow_runtime_connections: bool = Field(True, description="Whether add_connection/remove_connection may be used.")
+    max_transaction_queries: int = Field(
+        1000, ge=1, description="Most statements in one execute_transaction."
+    )
+    allow_runtime_connections: bool = Field(
+        True, description="Whether add_connection/remove_connection may be used."
+    )
     allowed_db_hosts: CsvList = Field(
         default_factory=lambda: ["*"], description="Hosts or CIDRs add_connection may reach ('*' = any)."
     )
-    allow_inline_passwords: bool = Field(True, description="Whether add_connection accepts a password argument.")
-    sensitive_tables: CsvList = Field(default_factory=list, description="Tables whose access is warned about.")
+    allow_inline_passwords: bool = Field(
+        True, description="Whether add_connection accepts a password argument."
+    )
+    sensitive_tables: CsvList = Field(
+        default_factory=list, description="Tables whose access is warned about."
+    )
     sensitive_tables_action: Literal["warn", "block"] = Field(
         "warn", description="What access to SENSITIVE_TABLES does: warn or block."
     )
     require_limit_for_select_star: bool = Field(False, description="Block SELECT * without LIMIT.")
 
     # --- results ------------------------------------------------------------
-    default_fetch_size: int = Field(1000, ge=1, description="Rows returned by execute_query unless fetch_size says.")
+    default_fetch_size: int = Field(
+        1000, ge=1, description="Rows returned by execute_query unless fetch_size says."
+    )
     max_fetch_size: int = Field(100000, ge=1, description="Largest fetch_size a caller may ask for.")
     max_result_bytes: int = Field(1048576, ge=1024, description="Cap on the JSON size of returned rows.")
     wrap_untrusted_data: bool = Field(True, description="Wrap database data in untrusted-data boundaries.")
 
     # --- default connection (DB_*) -----------------------------------------
-    db_host: str | None = Field(None, description="Host of the 'default' connection; unset = embedded PostgreSQL.")
+    db_host: str | None = Field(
+        None, description="Host of the 'default' connection; unset = embedded PostgreSQL."
+    )
     db_port: int = Field(5432, ge=1, le=65535, description="Port of the 'default' connection.")
     db_database: str = Field("postgres", description="Database of the 'default' connection.")
     db_user: str = Field("postgres", description="User of the 'default' connection.")
     db_password: SecretStr | None = Field(None, description="Password of the 'default' connection.")
-    db_pool_size: int | None = Field(None, ge=1, le=1000, description="Pool size of 'default' (DEFAULT_POOL_SIZE).")
-    db_ssl_mode: SslMode = Field("prefer", description="TLS mode: disable, allow, prefer, require, verify-ca, verify-full.")
+    db_pool_size: int | None = Field(
+        None, ge=1, le=1000, description="Pool size of 'default' (DEFAULT_POOL_SIZE)."
+    )
+    db_ssl_mode: SslMode = Field(
+        "prefer", description="TLS mode: disable, allow, prefer, require, verify-ca, verify-full."
+    )
     db_ssl_cert: str | None = Field(None, description="Client certificate file.")
     db_ssl_key: str | None = Field(None, description="Client key file.")
     db_ssl_root_cert: str | None = Field(None, description="CA certificate file.")
     pgmcp_data_dir: Path | None = Field(None, description="Data directory of the embedded PostgreSQL.")
+    pgmcp_embedded: bool = Field(
+        True, description="Without DB_HOST, start the embedded PostgreSQL with demo data as 'default'."
+    )
 
     # --- observability ----------------------------------------------------
     enable_metrics: bool = Field(True, description="Serve /metrics and collect Prometheus metrics.")
     enable_query_logging: bool = Field(True, description="Keep query text in logs and query history.")
-    health_check_interval: float = Field(30, gt=0, description="Seconds between background connection probes.")
-    memory_warning_threshold: float = Field(80, ge=0, le=100, description="Memory percent that degrades health.")
+    health_check_interval: float = Field(
+        30, gt=0, description="Seconds between background connection probes."
+    )
+    memory_warning_threshold: float = Field(
+        80, ge=0, le=100, description="Memory percent that degrades health."
+    )
     cpu_warning_threshold: float = Field(80, ge=0, le=100, description="CPU percent that degrades health.")
     disk_warning_threshold: float = Field(90, ge=0, le=100, description="Disk percent that degrades health.")
     slow_query_threshold_ms: float = Field(1000, ge=0, description="Queries slower than this log slow_query.")
     query_history_size: int = Field(1000, ge=0, description="Queries kept for get_query_history.")
     audit_log_file: Path | None = Field(None, description="Append-only JSON-lines audit file.")
-    audit_log_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Audit file size before rotation.")
+    audit_log_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Audit file size before rotation."
+    )
 
     # --- tools, auth, extensions ----------------------------------------------
     enabled_tools: CsvList = Field(
-        default_factory=list, description="Tools or groups (read, write, admin, monitoring) to expose; empty = all."
+        default_factory=list,
+        description="Tools or groups (read, write, admin, monitoring) to expose; empty = all.",
     )
     mcp_oidc_issuer: str | None = Field(None, description="OIDC issuer whose JWTs are accepted.")
     mcp_oidc_audience: str | None = Field(None, description="Audience the JWTs must carry.")
     mcp_oidc_jwks_url: str | None = Field(None, description="JWKS URL for the JWT signing keys.")
     mcp_plugins: CsvList = Field(default_factory=list, description="Plugin modules to load at start.")
-    mcp_plugins_skip_broken: bool = Field(False, description="Skip a plugin that fails to load (warn) instead of stopping.")
+    mcp_plugins_skip_broken: bool = Field(
+        False, description="Skip a plugin that fails to load (warn) instead of stopping."
+    )
 
     # Connections declared in MCP_CONFIG_FILE (filled by load_settings, not from the environment).
     connections: list[ConnectionSpec] = Field(default_factory=list, exclude=True)
@@ -255,7 +293,7 @@ def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Setti
     if env_file is not None and not Path(env_file).is_file():
         raise SettingsError(f"Invalid option --env-file: file not found: {env_file}")
     try:
-        settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        settings = Settings(_env_file=env_file, **overrides)
     except ValidationError as exc:
         raise SettingsError(_first_error_line(exc)) from None
     if settings.mcp_config_file is not None:

@@ -47,6 +47,8 @@ class PgMcpError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(mask_secrets(message))
+        #: Extra response fields (e.g. ``failed_index`` of a transaction).
+        self.extra: dict[str, Any] = {}
 
     @property
     def message(self) -> str:
@@ -154,7 +156,8 @@ def from_postgres(exc: BaseException, *, timeout_seconds: float | None = None) -
       crash shutdown, cannot connect now), OS errors and asyncpg's
       ``InterfaceError``/``ConnectionDoesNotExistError`` → :class:`ConnectionFailed`
     - ``53300`` (too_many_connections) → :class:`ConnectionFailed`
-    - class ``22`` (data exception) → :class:`InvalidInput`
+    - a value that does not fit its type (``22P02``, ``22003``, ``22007``, ``22008``,
+      ``22001``, ``22021``, ``2202E``) → :class:`InvalidInput`
     - everything else with a SQLSTATE → :class:`DatabaseError`
     """
     if isinstance(exc, PgMcpError):
@@ -173,7 +176,7 @@ def from_postgres(exc: BaseException, *, timeout_seconds: float | None = None) -
             return QueryTimeout(f"Query was cancelled: {message}")
         if sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03", "53300"}:
             return ConnectionFailed(f"Connection to the database failed: {message}")
-        if sqlstate.startswith("22"):
+        if sqlstate in _BAD_VALUE_STATES:
             return InvalidInput(f"Invalid value: {message}")
         return DatabaseError(message, sqlstate=sqlstate)
     if isinstance(
@@ -182,6 +185,10 @@ def from_postgres(exc: BaseException, *, timeout_seconds: float | None = None) -
     ):
         return ConnectionFailed(f"Connection to the database failed: {_plain(exc)}")
     return DatabaseError(f"Unexpected database error: {_plain(exc)}")
+
+
+# Data exceptions that mean "this value does not fit its type": almost always a parameter.
+_BAD_VALUE_STATES = frozenset({"22P02", "22003", "22007", "22008", "22001", "22021", "2202E"})
 
 
 def _plain(exc: BaseException) -> str:
@@ -203,5 +210,6 @@ def _postgres_message(exc: Any) -> str:
 def error_payload(err: PgMcpError, **extra: Any) -> dict[str, Any]:
     """The one error response shape of every tool and HTTP endpoint."""
     payload: dict[str, Any] = {"success": False, "error": str(err), "error_type": err.error_type}
+    payload.update(err.extra)
     payload.update(extra)
     return payload

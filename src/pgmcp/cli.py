@@ -1,0 +1,179 @@
+"""``pgmcp serve [--transport http|stdio] [--host H] [--port P] [--env-file F]``.
+
+Reads the settings (a bad value stops start-up with one line naming the
+variable), sets up JSON logs on stderr, opens the application and serves MCP
+over stdio or Streamable HTTP until stdin closes or SIGTERM/SIGINT arrives;
+then in-flight calls get ``SHUTDOWN_GRACE_SECONDS`` to finish, pools close and
+the embedded PostgreSQL stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import Any
+
+from pgmcp import __version__
+from pgmcp.config import Settings, SettingsError, load_settings
+from pgmcp.errors import PgMcpError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pgmcp", description="PostgreSQL MCP server")
+    parser.add_argument("--version", action="version", version=f"pgmcp {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="serve MCP (default)")
+    serve.add_argument(
+        "--transport", choices=["http", "stdio"], default="http", help="MCP transport (default http)"
+    )
+    serve.add_argument("--host", help="HTTP bind address (MCP_SERVER_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port (MCP_SERVER_PORT, default 3000)")
+    serve.add_argument("--env-file", help="read settings from this .env file")
+    return parser
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"pgmcp: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        args = _parser().parse_args(["serve", *(argv if argv is not None else sys.argv[1:])])
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["mcp_server_host"] = args.host
+    if args.port is not None:
+        overrides["mcp_server_port"] = args.port
+    try:
+        settings = load_settings(args.env_file, **overrides)
+    except SettingsError as exc:
+        return _fail(str(exc))
+
+    from pgmcp.http import is_loopback
+    from pgmcp.logs import configure_logging, get_logger
+
+    configure_logging(settings.mcp_log_level)
+    log = get_logger("pgmcp.cli")
+    if (
+        args.transport == "http"
+        and not is_loopback(settings.mcp_server_host)
+        and settings.mcp_auth_token is None
+    ):
+        if not settings.mcp_allow_unauthenticated:
+            return _fail(
+                f"refusing to serve on {settings.mcp_server_host} without MCP_AUTH_TOKEN: anyone who can reach "
+                "this address could run SQL. Set MCP_AUTH_TOKEN, bind 127.0.0.1, or set "
+                "MCP_ALLOW_UNAUTHENTICATED=true if something else guards the port."
+            )
+        log.warning("unauthenticated_http", host=settings.mcp_server_host)
+    try:
+        asyncio.run(_serve(settings, args.transport))
+    except KeyboardInterrupt:
+        pass
+    except PgMcpError as exc:
+        return _fail(str(exc), 1)
+    return 0
+
+
+async def _serve(settings: Settings, transport: str) -> None:
+    from pgmcp.app import open_app
+    from pgmcp.logs import get_logger
+    from pgmcp.server import build_server
+
+    log = get_logger("pgmcp.cli")
+    async with open_app(settings) as app:
+        server = build_server(app)
+        log.info(
+            "server_started",
+            transport=transport,
+            host=settings.mcp_server_host if transport == "http" else None,
+            port=settings.mcp_server_port if transport == "http" else None,
+            connections=[c.connection_id for c in app.registry.all()],
+            version=__version__,
+        )
+        if transport == "stdio":
+            await _run_until_signal(server.run_stdio_async())
+        else:
+            await _serve_http(app, server)
+        log.info("server_stopping")
+    log.info("server_stopped")
+
+
+async def _run_until_signal(coro: Any) -> None:
+    """Run the stdio server; SIGTERM/SIGINT end it like a closed stdin does."""
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _serve_http(app: Any, server: Any) -> None:
+    import uvicorn
+
+    from pgmcp.http import build_http_app
+
+    settings: Settings = app.settings
+    config = uvicorn.Config(
+        build_http_app(app, server),
+        host=settings.mcp_server_host,
+        port=settings.mcp_server_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        lifespan="on",
+    )
+    http = _Uvicorn(config)
+    await http.serve()
+    if not http.started:
+        raise _StartFailed(f"could not serve HTTP on {settings.mcp_server_host}:{settings.mcp_server_port}")
+
+
+def _uvicorn_server_class() -> type[Any]:
+    import uvicorn
+
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        """uvicorn that stops gracefully on SIGTERM/SIGINT and then returns.
+
+        Stock uvicorn re-raises the signal after its shutdown, which would kill
+        the process before pools close and the embedded PostgreSQL stops.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            loop = asyncio.get_running_loop()
+            signals = (signal.SIGTERM, signal.SIGINT)
+            for sig in signals:
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self._on_signal, sig)
+            try:
+                yield
+            finally:
+                for sig in signals:
+                    with contextlib.suppress(NotImplementedError, RuntimeError):
+                        loop.remove_signal_handler(sig)
+
+        def _on_signal(self, sig: int) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            else:
+                self.should_exit = True
+
+    return Server
+
+
+def _Uvicorn(config: Any) -> Any:  # noqa: N802 - reads like the class it builds
+    return _uvicorn_server_class()(config)
+
+
+class _StartFailed(PgMcpError):
+    error_type = "startup_failed"

@@ -1,0 +1,545 @@
+"""The one execute path. Every tool that touches a database goes through here.
+
+For every call, in this order:
+
+1. the policy decides (``security.Policy.check``); a refusal is counted, logged
+   and raised before any connection is taken;
+2. a pooled connection is acquired within ``CONNECTION_TIMEOUT``;
+3. one transaction opens, ``READ ONLY`` when the tool, the connection or
+   ``READONLY_MODE`` asks for it, with ``SET LOCAL statement_timeout`` from
+   ``QUERY_TIMEOUT`` so the server itself stops runaway work — both sent in a
+   single round trip;
+4. parameters are converted to the types PostgreSQL inferred for ``$1``, ``$2`` …;
+5. the statement runs through the extended protocol (never the simple one, so a
+   stacked ``; COMMIT; DROP …`` cannot end the transaction) from the prepared-
+   statement cache; rows are read through a portal, at most ``fetch_size`` + 1;
+6. the transaction commits (or rolls back: always for ``explain_query``);
+7. rows become JSON values, capped at ``MAX_RESULT_BYTES``;
+8. duration, outcome and row count go to the monitor (metrics, logs, history).
+
+A failure or cancellation rolls back and marks the connection for a full reset
+(session settings, cursors, advisory locks, prepared statements) before it
+returns to the pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+
+from pgmcp.config import Settings
+from pgmcp.db.convert import column_info, convert_params, make_row_encoder
+from pgmcp.db.registry import Connection, ConnectionRegistry, PgMcpConnection
+from pgmcp.errors import (
+    InvalidInput,
+    LimitExceeded,
+    PgMcpError,
+    QueryBlocked,
+    from_postgres,
+)
+from pgmcp.monitoring import Monitor
+from pgmcp.security import Decision, Policy
+
+__all__ = ["BatchResult", "Executor", "QueryResult", "TransactionResult"]
+
+JsonRow = dict[str, Any]
+
+
+@dataclass
+class QueryResult:
+    columns: list[dict[str, str]]
+    rows: list[JsonRow]
+    row_count: int
+    truncated: bool
+    duration_ms: float
+    truncated_reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TransactionResult:
+    results: list[dict[str, Any]]
+    duration_ms: float
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BatchResult:
+    rows_affected: int
+    batch_size: int
+    duration_ms: float
+    warnings: list[str] = field(default_factory=list)
+
+
+class StatementFailed(PgMcpError):
+    """A statement of a transaction failed; carries the index and the underlying error."""
+
+    def __init__(self, index: int, error: PgMcpError) -> None:
+        super().__init__(f"Query {index} failed: {error}")
+        self.index = index
+        self.error = error
+        self.error_type = error.error_type  # type: ignore[misc]
+        self.extra = {"committed": False, "rolled_back": True, "failed_index": index}
+
+
+async def _prepare(conn: PgMcpConnection, query: str) -> asyncpg.prepared_stmt.PreparedStatement:
+    # asyncpg's public prepare() always parses anew; the cached variant saves a
+    # round trip on every repeated query (prepared-statement reuse).
+    return await conn._prepare(query, use_cache=True)
+
+
+def _status_count(status: str | None) -> int | None:
+    """Rows affected from a command tag such as ``INSERT 0 3`` or ``UPDATE 2``."""
+    if not status:
+        return None
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else None
+
+
+class Executor:
+    """Runs statements for the tools; owns timeouts, transactions, caps and reporting."""
+
+    def __init__(
+        self, settings: Settings, registry: ConnectionRegistry, policy: Policy, monitor: Monitor
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.policy = policy
+        self.monitor = monitor
+        self._timeout_ms = int(settings.query_timeout * 1000)
+
+    # --- policy ---------------------------------------------------------------
+
+    def readonly_for(self, conn: Connection) -> bool:
+        return self.settings.readonly_mode or conn.readonly
+
+    def check(self, conn: Connection, query: str, *, require_read: bool = False, tool: str) -> Decision:
+        try:
+            return self.policy.check(query, readonly=self.readonly_for(conn), require_read=require_read)
+        except QueryBlocked as exc:
+            self.monitor.record_blocked(
+                connection_id=conn.connection_id,
+                reason=exc.reason,
+                query_type=None,
+                message=str(exc),
+                query=query,
+            )
+            raise
+        except LimitExceeded as exc:
+            self.monitor.record_blocked(
+                connection_id=conn.connection_id,
+                reason="max_query_length",
+                query_type=None,
+                message=str(exc),
+                query=None,
+            )
+            raise
+
+    # --- transactions ----------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _transaction(
+        self, conn: Connection, *, readonly: bool, rollback: bool = False
+    ) -> AsyncIterator[PgMcpConnection]:
+        async with self.registry.acquire(conn) as c:
+            mode = "READ ONLY" if readonly else "READ WRITE"
+            # One round trip: both are our own text, never a caller's.
+            await c.execute(
+                f"BEGIN ISOLATION LEVEL READ COMMITTED {mode}; SET LOCAL statement_timeout = {self._timeout_ms}"
+            )
+            try:
+                yield c
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    if not c.is_closed():
+                        await c.execute("ROLLBACK")
+                raise
+            await c.execute("ROLLBACK" if rollback else "COMMIT")
+
+    def _fail(self, exc: BaseException) -> PgMcpError:
+        return from_postgres(exc, timeout_seconds=self.settings.query_timeout)
+
+    def _record(
+        self,
+        conn: Connection,
+        *,
+        query: str,
+        query_type: str,
+        started: float,
+        success: bool,
+        row_count: int | None,
+        error_type: str | None = None,
+        tool: str,
+    ) -> float:
+        duration_ms = (time.perf_counter() - started) * 1000
+        self.monitor.record_query(
+            connection_id=conn.connection_id,
+            query_type=query_type,
+            duration_ms=duration_ms,
+            success=success,
+            row_count=row_count,
+            query=query,
+            error_type=error_type,
+            tool=tool,
+        )
+        return duration_ms
+
+    # --- execute_query ----------------------------------------------------------
+
+    async def query(
+        self,
+        connection_id: str,
+        query: str,
+        params: Sequence[Any] = (),
+        *,
+        fetch_size: int | None = None,
+        tool: str = "execute_query",
+        require_read: bool = True,
+    ) -> QueryResult:
+        """Run one read statement in a READ ONLY transaction; at most ``fetch_size`` rows come back.
+
+        Raises:
+            ConnectionNotFound, QueryBlocked, LimitExceeded, InvalidInput,
+            QueryTimeout, ConnectionFailed, DatabaseError.
+        """
+        conn = self.registry.get(connection_id)
+        size = self._fetch_size(fetch_size)
+        decision = self.check(conn, query, require_read=require_read, tool=tool)
+        readonly = decision.is_read or self.readonly_for(conn)
+        started = time.perf_counter()
+        try:
+            async with self._transaction(conn, readonly=readonly) as c:
+                stmt = await _prepare(c, query)
+                args = convert_params(list(params), stmt.get_parameters())
+                attributes = stmt.get_attributes()
+                records: list[asyncpg.Record] = []
+                if attributes:
+                    async for record in stmt.cursor(*args, prefetch=size + 1):
+                        records.append(record)
+                        if len(records) > size:
+                            break
+                    row_count_db = None
+                else:
+                    await stmt.fetch(*args)
+                    row_count_db = _status_count(stmt.get_statusmsg())
+        except BaseException as exc:
+            failure = self._fail(exc)
+            if isinstance(exc, Exception):
+                self._record(
+                    conn,
+                    query=query,
+                    query_type=decision.query_type,
+                    started=started,
+                    success=False,
+                    row_count=None,
+                    error_type=failure.error_type,
+                    tool=tool,
+                )
+                raise failure from (None if failure is exc else exc)
+            raise
+        more = len(records) > size
+        rows, byte_capped = self._encode(attributes, records[:size])
+        truncated = more or byte_capped
+        row_count = len(rows) if attributes else (row_count_db or 0)
+        duration_ms = self._record(
+            conn,
+            query=query,
+            query_type=decision.query_type,
+            started=started,
+            success=True,
+            row_count=row_count,
+            tool=tool,
+        )
+        reason = None
+        if byte_capped:
+            reason = (
+                f"the result reached MAX_RESULT_BYTES={self.settings.max_result_bytes}; "
+                "select fewer columns or page with keyset pagination "
+                "(WHERE <order key> > <last value seen> ORDER BY <order key> LIMIT n)"
+            )
+        elif more:
+            reason = (
+                f"more than fetch_size={size} rows exist; page with keyset pagination "
+                "(WHERE <order key> > <last value seen> ORDER BY <order key> LIMIT n) or aggregate"
+            )
+        return QueryResult(
+            columns=column_info(attributes),
+            rows=rows,
+            row_count=row_count,
+            truncated=truncated,
+            duration_ms=round(duration_ms, 3),
+            truncated_reason=reason,
+            warnings=list(decision.warnings),
+        )
+
+    def _fetch_size(self, fetch_size: int | None) -> int:
+        size = self.settings.default_fetch_size if fetch_size is None else fetch_size
+        if size < 1:
+            raise InvalidInput(f"fetch_size must be at least 1, got {size}")
+        if size > self.settings.max_fetch_size:
+            raise LimitExceeded(
+                f"fetch_size {size} is above MAX_FETCH_SIZE={self.settings.max_fetch_size}; page through the result"
+            )
+        return size
+
+    def _encode(
+        self, attributes: Sequence[Any], records: Sequence[asyncpg.Record]
+    ) -> tuple[list[JsonRow], bool]:
+        if not records:
+            return [], False
+        encode: Callable[[asyncpg.Record], JsonRow] = make_row_encoder(attributes)
+        budget = self.settings.max_result_bytes
+        used = 0
+        rows: list[JsonRow] = []
+        for record in records:
+            row = encode(record)
+            used += len(orjson.dumps(row, default=str)) + 1
+            if used > budget and rows:
+                return rows, True
+            rows.append(row)
+        return rows, False
+
+    # --- execute_transaction ----------------------------------------------------
+
+    async def transaction(
+        self,
+        connection_id: str,
+        queries: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        tool: str = "execute_transaction",
+    ) -> TransactionResult:
+        """Run the statements in one transaction: all commit, or none does.
+
+        Every statement is checked by the policy before the first one runs.
+
+        Raises:
+            StatementFailed: with ``index`` of the failing statement (the database is unchanged).
+        """
+        conn = self.registry.get(connection_id)
+        if not queries:
+            raise InvalidInput("queries must contain at least one {query, params} item")
+        if len(queries) > self.settings.max_transaction_queries:
+            raise LimitExceeded(
+                f"{len(queries)} queries exceed MAX_TRANSACTION_QUERIES={self.settings.max_transaction_queries}"
+            )
+        decisions: list[Decision] = []
+        for index, (query, _) in enumerate(queries):
+            try:
+                decisions.append(self.check(conn, query, tool=tool))
+            except PgMcpError as refused:
+                raise StatementFailed(index, refused) from None
+        readonly = self.readonly_for(conn) or all(d.is_read for d in decisions)
+        fetch_limit = self.settings.default_fetch_size
+        results: list[dict[str, Any]] = []
+        started = time.perf_counter()
+        index = 0
+        try:
+            async with self._transaction(conn, readonly=readonly) as c:
+                for index, (query, params) in enumerate(queries):
+                    step_started = time.perf_counter()
+                    try:
+                        stmt = await _prepare(c, query)
+                        args = convert_params(list(params), stmt.get_parameters())
+                        attributes = stmt.get_attributes()
+                        if attributes:
+                            records = await stmt.fetch(*args)
+                            rows, _ = self._encode(attributes, records[:fetch_limit])
+                            count = _status_count(stmt.get_statusmsg())
+                            item: dict[str, Any] = {
+                                "row_count": count if count is not None else len(records),
+                                "rows": rows,
+                            }
+                            if len(records) > fetch_limit:
+                                item["truncated"] = True
+                        else:
+                            await stmt.fetch(*args)
+                            item = {"row_count": _status_count(stmt.get_statusmsg()) or 0}
+                    except Exception as exc:
+                        failure = self._fail(exc)
+                        self._record(
+                            conn,
+                            query=query,
+                            query_type=decisions[index].query_type,
+                            started=step_started,
+                            success=False,
+                            row_count=None,
+                            error_type=failure.error_type,
+                            tool=tool,
+                        )
+                        raise StatementFailed(index, failure) from exc
+                    self._record(
+                        conn,
+                        query=query,
+                        query_type=decisions[index].query_type,
+                        started=step_started,
+                        success=True,
+                        row_count=item["row_count"],
+                        tool=tool,
+                    )
+                    results.append(item)
+        except StatementFailed:
+            raise
+        except Exception as exc:
+            # COMMIT itself failed (deferred constraint, serialization, lost connection).
+            failure = self._fail(exc)
+            raise StatementFailed(index, failure) from exc
+        warnings = [w for d in decisions for w in d.warnings]
+        return TransactionResult(
+            results=results, duration_ms=round((time.perf_counter() - started) * 1000, 3), warnings=warnings
+        )
+
+    # --- batch_execute --------------------------------------------------------------
+
+    async def batch(
+        self,
+        connection_id: str,
+        query: str,
+        params_list: Sequence[Sequence[Any]],
+        *,
+        tool: str = "batch_execute",
+    ) -> BatchResult:
+        """Run one statement for every parameter row, pipelined, in one transaction (all or nothing)."""
+        conn = self.registry.get(connection_id)
+        if not params_list:
+            raise InvalidInput("params_list must contain at least one parameter row")
+        if len(params_list) > self.settings.max_batch_size:
+            raise LimitExceeded(
+                f"params_list has {len(params_list)} rows, above MAX_BATCH_SIZE={self.settings.max_batch_size}; "
+                "split it into several batch_execute calls"
+            )
+        decision = self.check(conn, query, tool=tool)
+        readonly = self.readonly_for(conn) or decision.is_read
+        started = time.perf_counter()
+        try:
+            async with self._transaction(conn, readonly=readonly) as c:
+                stmt = await _prepare(c, query)
+                types = stmt.get_parameters()
+                rows: list[list[Any]] = []
+                for i, params in enumerate(params_list):
+                    try:
+                        rows.append(convert_params(list(params), types))
+                    except InvalidInput as bad:
+                        raise InvalidInput(f"params_list[{i}]: {bad}") from None
+                before = await c.fetchval(_XACT_CHANGES) if not readonly else 0
+                await stmt.executemany(rows)
+                after = await c.fetchval(_XACT_CHANGES) if not readonly else 0
+        except Exception as exc:
+            failure = self._fail(exc)
+            self._record(
+                conn,
+                query=query,
+                query_type=decision.query_type,
+                started=started,
+                success=False,
+                row_count=None,
+                error_type=failure.error_type,
+                tool=tool,
+            )
+            raise failure from (None if failure is exc else exc)
+        affected = int(after) - int(before)
+        duration_ms = self._record(
+            conn,
+            query=query,
+            query_type=decision.query_type,
+            started=started,
+            success=True,
+            row_count=affected,
+            tool=tool,
+        )
+        return BatchResult(
+            rows_affected=affected,
+            batch_size=len(params_list),
+            duration_ms=round(duration_ms, 3),
+            warnings=list(decision.warnings),
+        )
+
+    # --- explain_query ------------------------------------------------------------
+
+    async def explain(
+        self,
+        connection_id: str,
+        query: str,
+        params: Sequence[Any] = (),
+        *,
+        analyze: bool = False,
+        tool: str = "explain_query",
+    ) -> tuple[Any, Decision, float]:
+        """EXPLAIN (FORMAT JSON) the statement; with ``analyze`` it runs, in a transaction always rolled back."""
+        conn = self.registry.get(connection_id)
+        options = "ANALYZE, BUFFERS, VERBOSE, FORMAT JSON" if analyze else "VERBOSE, FORMAT JSON"
+        sql = f"EXPLAIN ({options}) {query.strip().rstrip(';')}"
+        decision = self.check(conn, sql, tool=tool)
+        readonly = decision.is_read or self.readonly_for(conn)
+        started = time.perf_counter()
+        try:
+            async with self._transaction(conn, readonly=readonly, rollback=True) as c:
+                stmt = await _prepare(c, sql)
+                args = convert_params(list(params), stmt.get_parameters())
+                raw = await stmt.fetchval(*args)
+        except Exception as exc:
+            failure = self._fail(exc)
+            self._record(
+                conn,
+                query=sql,
+                query_type="EXPLAIN",
+                started=started,
+                success=False,
+                row_count=None,
+                error_type=failure.error_type,
+                tool=tool,
+            )
+            raise failure from (None if failure is exc else exc)
+        duration_ms = self._record(
+            conn, query=sql, query_type="EXPLAIN", started=started, success=True, row_count=1, tool=tool
+        )
+        plan = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+        return plan, decision, duration_ms
+
+    # --- catalog (our own SQL, not a caller's) -----------------------------------
+
+    async def catalog(
+        self, connection_id: str, queries: Sequence[tuple[str, Sequence[Any]]], *, tool: str
+    ) -> list[list[asyncpg.Record]]:
+        """Run pgmcp's own catalog queries (identifiers only as parameters) in one READ ONLY transaction."""
+        conn = self.registry.get(connection_id)
+        started = time.perf_counter()
+        results: list[list[asyncpg.Record]] = []
+        try:
+            async with self._transaction(conn, readonly=True) as c:
+                for sql, args in queries:
+                    results.append(await c.fetch(sql, *args))
+        except Exception as exc:
+            failure = self._fail(exc)
+            self._record(
+                conn,
+                query=tool,
+                query_type="CATALOG",
+                started=started,
+                success=False,
+                row_count=None,
+                error_type=failure.error_type,
+                tool=tool,
+            )
+            raise failure from (None if failure is exc else exc)
+        self._record(
+            conn,
+            query=tool,
+            query_type="CATALOG",
+            started=started,
+            success=True,
+            row_count=len(results[0]) if results else 0,
+            tool=tool,
+        )
+        return results
+
+
+# Rows inserted, updated or deleted so far by this transaction, in every table.
+_XACT_CHANGES = (
+    "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_xact_all_tables"
+)

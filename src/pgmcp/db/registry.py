@@ -1,0 +1,450 @@
+"""The connection registry: named asyncpg pools, their limits, TLS, and their health.
+
+- ``MAX_CONNECTIONS`` bounds the sum of all pool sizes. A pool size given
+  explicitly that does not fit is refused (``limit_exceeded``); the default
+  size is reduced to what is left, and the reply says so.
+- ``ALLOWED_DB_HOSTS`` (names, globs or CIDRs, checked after resolution) and
+  ``ALLOW_RUNTIME_CONNECTIONS`` bound what ``add_connection`` may reach, so a
+  caller cannot use the server to probe the network.
+- Health is probed in the background every ``HEALTH_CHECK_INTERVAL`` seconds
+  (and on demand by ``test_connection``); ``/health`` only reads the cache, so
+  it answers at once even when a database hangs.
+- A pool recovers by itself after its database restarts: asyncpg reconnects on
+  the next acquire, and broken connections are discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import ipaddress
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from pgmcp.config import ConnectionSpec, Settings, resolve_password
+from pgmcp.errors import (
+    ConnectionFailed,
+    ConnectionNotFound,
+    InvalidInput,
+    LimitExceeded,
+    PgMcpError,
+    QueryBlocked,
+    from_postgres,
+    mask_secrets,
+)
+from pgmcp.logs import get_logger
+
+__all__ = ["Connection", "ConnectionRegistry", "PgMcpConnection"]
+
+log = get_logger("pgmcp.db")
+
+# Not DEALLOCATE ALL: asyncpg keeps its own cache of our prepared statements (PREPARE is refused).
+_FULL_RESET = "CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); RESET ALL;"
+
+
+class PgMcpConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection that skips the reset round trip when nothing could have changed.
+
+    The policy refuses every statement that changes session state (SET,
+    set_config, LISTEN, PREPARE, DECLARE, advisory locks), and every call runs
+    in its own transaction that asyncpg rolls back on release. Only after a
+    failure or cancellation do we pay for the full reset.
+    """
+
+    __slots__ = ("_pgmcp_dirty",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pgmcp_dirty = False
+
+    def mark_dirty(self) -> None:
+        self._pgmcp_dirty = True
+
+    def get_reset_query(self) -> str:
+        if self._pgmcp_dirty:
+            self._pgmcp_dirty = False
+            return _FULL_RESET
+        return ""
+
+
+@dataclass
+class Health:
+    is_healthy: bool | None = None
+    latency_ms: float | None = None
+    last_checked: str | None = None
+    error: str | None = None
+    server_version: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "is_healthy": bool(self.is_healthy),
+            "latency_ms": self.latency_ms,
+            "last_checked": self.last_checked,
+            "error": self.error,
+            "server_version": self.server_version,
+        }
+
+
+@dataclass
+class Connection:
+    """One named connection: its spec (never its password), pool and cached health."""
+
+    spec: ConnectionSpec
+    pool: asyncpg.Pool
+    pool_size: int
+    source: str  # "env", "config", "runtime", "embedded"
+    health: Health = field(default_factory=Health)
+
+    @property
+    def connection_id(self) -> str:
+        return self.spec.connection_id
+
+    @property
+    def readonly(self) -> bool:
+        return self.spec.readonly
+
+    def pool_stats(self) -> dict[str, int]:
+        size = self.pool.get_size()
+        idle = self.pool.get_idle_size()
+        return {"size": size, "idle_connections": idle, "active_connections": max(size - idle, 0)}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "connection_id": self.connection_id,
+            "host": self.spec.host,
+            "port": self.spec.port,
+            "database": self.spec.database,
+            "user": self.spec.user,
+            "readonly": self.readonly,
+            "ssl_mode": self.spec.ssl_mode,
+            "source": self.source,
+            "pool_stats": self.pool_stats(),
+        }
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # Timestamps without a zone are read in UTC; the JSON we return says +00:00.
+    await conn.execute("SET TimeZone = 'UTC'; SET application_name = 'pgmcp'")
+    from pgmcp.db import convert
+
+    setup = getattr(convert, "setup_connection_codecs", None)
+    if setup is not None:
+        await setup(conn)
+
+
+def _ssl_arg(spec: ConnectionSpec, default_mode: str) -> Any:
+    if spec.host.startswith("/"):
+        return False  # unix socket: no TLS
+    mode = spec.ssl_mode or default_mode
+    if not (spec.ssl_cert or spec.ssl_root_cert):
+        return mode
+    if mode in ("disable", "allow"):
+        return mode
+    ctx = (
+        ssl.create_default_context(cafile=spec.ssl_root_cert)
+        if spec.ssl_root_cert
+        else ssl.create_default_context()
+    )
+    if spec.ssl_cert:
+        ctx.load_cert_chain(spec.ssl_cert, spec.ssl_key)
+    if mode in ("prefer", "require"):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif mode == "verify-ca":
+        ctx.check_hostname = False
+    return ctx
+
+
+class ConnectionRegistry:
+    """Named pools, opened in the server's lifespan and closed with it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._connections: dict[str, Connection] = {}
+        self._lock = asyncio.Lock()
+        self._probe_task: asyncio.Task[None] | None = None
+        self.on_change: list[Callable[[], None]] = []
+
+    # --- lookup ---------------------------------------------------------------
+
+    def get(self, connection_id: str) -> Connection:
+        try:
+            return self._connections[connection_id]
+        except KeyError:
+            raise ConnectionNotFound(connection_id) from None
+
+    def __contains__(self, connection_id: object) -> bool:
+        return connection_id in self._connections
+
+    def all(self) -> list[Connection]:
+        return list(self._connections.values())
+
+    def pool_stats(self) -> dict[str, dict[str, int]]:
+        return {cid: c.pool_stats() for cid, c in self._connections.items()}
+
+    def health_snapshot(self) -> dict[str, dict[str, Any]]:
+        return {cid: c.health.as_dict() for cid, c in self._connections.items()}
+
+    def total_pool_size(self) -> int:
+        return sum(c.pool_size for c in self._connections.values())
+
+    # --- add / remove -----------------------------------------------------------
+
+    async def add(
+        self, spec: ConnectionSpec, *, source: str = "runtime", replace: bool = False
+    ) -> tuple[Connection, str | None]:
+        """Open a pool for ``spec`` and register it.
+
+        Returns the connection and a note (e.g. that the pool size was reduced).
+
+        Raises:
+            InvalidInput: the id is taken (and ``replace`` is false) or the spec is unusable.
+            QueryBlocked: runtime connections are disabled or the host is not allowed.
+            LimitExceeded: the pool does not fit in ``MAX_CONNECTIONS``.
+            ConnectionFailed: the database could not be reached within ``CONNECTION_TIMEOUT``.
+        """
+        settings = self._settings
+        if source == "runtime":
+            if not settings.allow_runtime_connections:
+                raise QueryBlocked(
+                    "Runtime connections are disabled (ALLOW_RUNTIME_CONNECTIONS=false); "
+                    "declare connections in MCP_CONFIG_FILE instead",
+                    reason="runtime_connections_disabled",
+                )
+            await self._check_host_allowed(spec.host)
+        password = resolve_password(spec)
+        async with self._lock:
+            existing = self._connections.get(spec.connection_id)
+            if existing is not None and not replace:
+                raise InvalidInput(
+                    f"Connection '{spec.connection_id}' already exists; remove_connection it first "
+                    "or choose another connection_id"
+                )
+            budget = (
+                settings.max_connections - self.total_pool_size() + (existing.pool_size if existing else 0)
+            )
+            note = None
+            if spec.pool_size is not None:
+                size = spec.pool_size
+                if size > budget:
+                    raise LimitExceeded(
+                        f"pool_size {size} for '{spec.connection_id}' does not fit: "
+                        f"{settings.max_connections - budget} of MAX_CONNECTIONS={settings.max_connections} "
+                        f"are already used by other pools ({budget} left)"
+                    )
+            else:
+                size = min(settings.default_pool_size, budget)
+                if size < 1:
+                    raise LimitExceeded(
+                        f"No room for another pool: the pools already use all MAX_CONNECTIONS="
+                        f"{settings.max_connections} connections; remove a connection or raise MAX_CONNECTIONS"
+                    )
+                if size < settings.default_pool_size:
+                    note = f"pool_size reduced to {size} to stay within MAX_CONNECTIONS={settings.max_connections}"
+            try:
+                pool = await self._open_pool(spec, password, size, size)
+            except ConnectionFailed as exc:
+                if source == "runtime":
+                    raise
+                # A declared connection whose database is down at start-up stays registered with
+                # an empty pool: calls fail with connection_failed until the database answers,
+                # then the pool fills by itself.
+                log.warning("connection_failed", connection_id=spec.connection_id, error=str(exc))
+                pool = await self._open_pool(spec, password, size, 0)
+            conn = Connection(spec=spec, pool=pool, pool_size=size, source=source)
+            if existing is not None:
+                await self._close_pool(existing)
+            self._connections[spec.connection_id] = conn
+        await self.probe(conn, timeout=settings.connection_timeout)
+        log.info(
+            "connection_added",
+            connection_id=spec.connection_id,
+            host=spec.host,
+            database=spec.database,
+            pool_size=size,
+            readonly=spec.readonly,
+            source=source,
+        )
+        return conn, note
+
+    async def remove(self, connection_id: str) -> None:
+        async with self._lock:
+            conn = self.get(connection_id)
+            del self._connections[connection_id]
+        await self._close_pool(conn)
+        log.info("connection_removed", connection_id=connection_id)
+
+    async def _open_pool(
+        self, spec: ConnectionSpec, password: str | None, size: int, min_size: int
+    ) -> asyncpg.Pool:
+        timeout = self._settings.connection_timeout
+        try:
+            return await asyncio.wait_for(
+                asyncpg.create_pool(
+                    host=spec.host,
+                    port=spec.port,
+                    user=spec.user,
+                    password=password,
+                    database=spec.database,
+                    ssl=_ssl_arg(spec, self._settings.db_ssl_mode),
+                    min_size=min_size,
+                    max_size=size,
+                    timeout=timeout,
+                    command_timeout=None,
+                    max_inactive_connection_lifetime=300.0,
+                    init=_init_connection,
+                    connection_class=PgMcpConnection,
+                    statement_cache_size=256,
+                ),
+                timeout=timeout,
+            )
+        except TimeoutError:
+            log.warning(
+                "connection_failed", connection_id=spec.connection_id, host=spec.host, error="timeout"
+            )
+            raise ConnectionFailed(
+                f"Could not connect to {spec.host}:{spec.port}/{spec.database} within "
+                f"CONNECTION_TIMEOUT={timeout:g} seconds"
+            ) from None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ssl.SSLError) as exc:
+            err = from_postgres(exc)
+            message = mask_secrets(str(exc).strip() or type(exc).__name__)
+            log.warning("connection_failed", connection_id=spec.connection_id, host=spec.host, error=message)
+            raise ConnectionFailed(
+                f"Could not connect to {spec.host}:{spec.port}/{spec.database}: {message}"
+            ) from err
+
+    async def _close_pool(self, conn: Connection) -> None:
+        try:
+            await asyncio.wait_for(conn.pool.close(), timeout=5)
+        except (TimeoutError, Exception):
+            conn.pool.terminate()
+
+    async def _check_host_allowed(self, host: str) -> None:
+        allowed = self._settings.allowed_db_hosts
+        if "*" in allowed:
+            return
+        lowered = host.lower()
+        networks = []
+        for entry in allowed:
+            if fnmatch.fnmatch(lowered, entry.lower()):
+                return
+            with contextlib.suppress(ValueError):
+                networks.append(ipaddress.ip_network(entry, strict=False))
+        if networks and not host.startswith("/"):
+            try:
+                infos = await asyncio.wait_for(
+                    asyncio.get_running_loop().getaddrinfo(host, None),
+                    timeout=self._settings.connection_timeout,
+                )
+            except (OSError, TimeoutError):
+                infos = []
+            addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
+            # Every address the name resolves to must be allowed, so DNS cannot smuggle one in.
+            if addresses and all(any(a in n for n in networks) for a in addresses):
+                return
+        raise QueryBlocked(
+            f"Host '{host}' is not in ALLOWED_DB_HOSTS; add_connection may only reach the hosts the operator allowed",
+            reason="host_not_allowed",
+        )
+
+    # --- health -----------------------------------------------------------------
+
+    async def probe(self, conn: Connection, *, timeout: float) -> Health:
+        """Run ``SELECT version()`` on one connection and update its cached health."""
+        before = conn.health.is_healthy
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                async with conn.pool.acquire() as c:
+                    version = await c.fetchval("SELECT current_setting('server_version')")
+            conn.health = Health(
+                is_healthy=True,
+                latency_ms=round((time.perf_counter() - start) * 1000, 3),
+                last_checked=_now(),
+                server_version=version,
+            )
+        except TimeoutError:
+            conn.health = Health(
+                is_healthy=False,
+                last_checked=_now(),
+                error=f"no answer within {timeout:g} seconds",
+                server_version=conn.health.server_version,
+            )
+        except Exception as exc:  # the probe must never raise: it reports
+            err = from_postgres(exc)
+            conn.health = Health(
+                is_healthy=False,
+                last_checked=_now(),
+                error=str(err),
+                server_version=conn.health.server_version,
+            )
+        if before is True and not conn.health.is_healthy:
+            log.warning("connection_failed", connection_id=conn.connection_id, error=conn.health.error)
+        elif before is False and conn.health.is_healthy:
+            log.info(
+                "connection_recovered", connection_id=conn.connection_id, latency_ms=conn.health.latency_ms
+            )
+        return conn.health
+
+    async def probe_all(self, timeout: float | None = None) -> None:
+        probe_timeout = timeout if timeout is not None else min(5.0, self._settings.connection_timeout)
+        await asyncio.gather(*(self.probe(c, timeout=probe_timeout) for c in self.all()))
+
+    async def _probe_loop(self) -> None:
+        interval = self._settings.health_check_interval
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await self.probe_all()
+
+    def start_probing(self) -> None:
+        if self._probe_task is None:
+            self._probe_task = asyncio.create_task(self._probe_loop(), name="pgmcp-health-probe")
+
+    # --- lifespan ---------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe_task
+            self._probe_task = None
+        conns = list(self._connections.values())
+        self._connections.clear()
+        await asyncio.gather(*(self._close_pool(c) for c in conns), return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self, conn: Connection) -> AsyncIterator[PgMcpConnection]:
+        """A pooled connection within ``CONNECTION_TIMEOUT``, or ``limit_exceeded`` naming the pool."""
+        timeout = self._settings.connection_timeout
+        try:
+            raw = await conn.pool.acquire(timeout=timeout)
+        except TimeoutError:
+            raise LimitExceeded(
+                f"No connection of pool '{conn.connection_id}' became free within "
+                f"CONNECTION_TIMEOUT={timeout:g} seconds (pool size {conn.pool_size}); retry later "
+                "or raise the pool size"
+            ) from None
+        except PgMcpError:
+            raise
+        except Exception as exc:
+            raise from_postgres(exc) from exc
+        try:
+            yield raw
+        except BaseException:
+            raw.mark_dirty()
+            raise
+        finally:
+            await conn.pool.release(raw)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

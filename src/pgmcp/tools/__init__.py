@@ -1,0 +1,26 @@
+"""The tools of SPEC §3, one module per family. They return plain dicts; the MCP edge
+(``pgmcp.server``) turns them, and every :class:`pgmcp.errors.PgMcpError` they raise,
+into the one response shape."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+JsonScalar = str | int | float | bool | None
+ParamValue = str | int | float | bool | list[JsonScalar | list[JsonScalar]] | dict[str, Any] | None
+
+ConnectionId = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=128, description="Name of a registered connection (see list_connections)."
+    ),
+]
+Params = Annotated[
+    list[ParamValue],
+    Field(
+        description="Values for $1, $2, … in order, as JSON; converted to the types PostgreSQL infers "
+        "(e.g. '2024-01-01' for a timestamptz, 299.99 for numeric, objects for jsonb).",
+    ),
+]

@@ -1,0 +1,45 @@
+"""health_check, get_metrics, get_query_history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from pgmcp.app import AppContext
+from pgmcp.errors import InvalidInput
+
+
+class ObservabilityTools:
+    def __init__(self, app: AppContext) -> None:
+        self.app = app
+
+    def health(self) -> dict[str, Any]:
+        """The health report from cached probes: never waits on a database."""
+        return self.app.monitor.health(self.app.registry.health_snapshot())
+
+    async def health_check(self) -> dict[str, Any]:
+        """Server health: status, connections, memory/CPU/disk, uptime and warnings."""
+        # On demand: probe now (short timeout), then report.
+        await self.app.registry.probe_all(timeout=min(2.0, self.app.settings.connection_timeout))
+        return {"success": True, **self.health()}
+
+    async def get_metrics(self) -> dict[str, Any]:
+        """Query counts (total, failed, blocked), average and p95 time, per-type counts, pools, system."""
+        return {"success": True, **self.app.monitor.snapshot()}
+
+    async def get_query_history(
+        self,
+        connection_id: Annotated[str | None, Field(description="Only this connection's queries.")] = None,
+        min_duration_ms: Annotated[float, Field(ge=0, description="Only queries at least this slow.")] = 0,
+        limit: Annotated[int, Field(ge=1, le=10000, description="Most entries to return.")] = 50,
+    ) -> dict[str, Any]:
+        """Recent queries, newest first, with duration, outcome and row count (slow-query analysis)."""
+        if limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        if min_duration_ms < 0:
+            raise InvalidInput(f"min_duration_ms must not be negative, got {min_duration_ms}")
+        queries = self.app.monitor.history(
+            connection_id=connection_id, min_duration_ms=min_duration_ms, limit=limit
+        )
+        return {"success": True, "queries": queries}

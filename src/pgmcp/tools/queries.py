@@ -1,0 +1,105 @@
+"""execute_query, execute_transaction, batch_execute."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+
+from pgmcp.app import AppContext
+from pgmcp.errors import InvalidInput
+from pgmcp.tools import ConnectionId, Params, ParamValue
+
+Sql = Annotated[str, Field(min_length=1, description="One SQL statement; use $1, $2 … for values.")]
+
+
+class TransactionQuery(BaseModel):
+    query: Sql
+    params: Params = []
+
+
+class QueryTools:
+    def __init__(self, app: AppContext) -> None:
+        self.app = app
+
+    async def execute_query(
+        self,
+        connection_id: ConnectionId,
+        query: Annotated[
+            str, Field(min_length=1, description="One read statement (SELECT, WITH, VALUES, SHOW, EXPLAIN).")
+        ],
+        params: Params | None = None,
+        fetch_size: Annotated[
+            int | None, Field(ge=1, description="Most rows to return (default DEFAULT_FETCH_SIZE).")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Run one read-only statement in a READ ONLY transaction and return its rows.
+
+        At most fetch_size rows come back; truncated=true says more exist (page with
+        WHERE key > last_key ORDER BY key LIMIT n)."""
+        result = await self.app.executor.query(connection_id, query, params or (), fetch_size=fetch_size)
+        payload: dict[str, Any] = {
+            "success": True,
+            "columns": result.columns,
+            "rows": result.rows,
+            "row_count": result.row_count,
+            "truncated": result.truncated,
+            "duration_ms": result.duration_ms,
+        }
+        if result.truncated_reason:
+            payload["hint"] = f"Result truncated: {result.truncated_reason}."
+        if result.warnings:
+            payload["warnings"] = result.warnings
+        return payload
+
+    async def execute_transaction(
+        self,
+        connection_id: ConnectionId,
+        queries: Annotated[
+            list[TransactionQuery],
+            Field(min_length=1, description="Statements to run in order: {query, params}."),
+        ],
+    ) -> dict[str, Any]:
+        """Run several statements in one transaction: all commit or, on any failure, none
+        (failed_index names the failing one)."""
+        items: list[tuple[str, Sequence[Any]]] = []
+        for i, item in enumerate(queries):
+            query = getattr(item, "query", None)
+            params = getattr(item, "params", None)
+            if isinstance(item, dict):
+                query, params = item.get("query"), item.get("params")
+            if not isinstance(query, str) or not query.strip():
+                raise InvalidInput(f"queries[{i}].query must be a non-empty SQL string")
+            items.append((query, params or ()))
+        result = await self.app.executor.transaction(connection_id, items)
+        payload: dict[str, Any] = {
+            "success": True,
+            "results": result.results,
+            "committed": True,
+            "duration_ms": result.duration_ms,
+        }
+        if result.warnings:
+            payload["warnings"] = result.warnings
+        return payload
+
+    async def batch_execute(
+        self,
+        connection_id: ConnectionId,
+        query: Sql,
+        params_list: Annotated[
+            list[list[ParamValue]], Field(min_length=1, description="One parameter list per execution.")
+        ],
+    ) -> dict[str, Any]:
+        """Run one statement once per parameter list, pipelined in one transaction (all or nothing)."""
+        result = await self.app.executor.batch(connection_id, query, params_list)
+        payload: dict[str, Any] = {
+            "success": True,
+            "rows_affected": result.rows_affected,
+            "batch_size": result.batch_size,
+            "duration_ms": result.duration_ms,
+            "committed": True,
+        }
+        if result.warnings:
+            payload["warnings"] = result.warnings
+        return payload
