@@ -141,7 +141,7 @@ async def _serve_http(app: Any, server: Any) -> None:
 def _uvicorn_server_class() -> type[Any]:
     import uvicorn
 
-    class Server(uvicorn.Server):  # type: ignore[misc]
+    class Server(uvicorn.Server):
         """uvicorn that stops gracefully on SIGTERM/SIGINT and then returns.
 
         Stock uvicorn re-raises the signal after its shutdown, which would kill

@@ -919,14 +919,28 @@ def _json_text(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _is_json_text(text: str) -> bool:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # orjson refuses numbers beyond a double or 64 bits that PostgreSQL accepts
+        try:
+            json.loads(text, parse_constant=_reject_constant, parse_float=Decimal)
+        except ValueError:
+            return False
+    return True
+
+
 def _to_json(value: Any) -> str:
     if isinstance(value, str):
-        try:
-            orjson.loads(value)
-        except orjson.JSONDecodeError:
+        if not _is_json_text(value):
             stripped = value.lstrip()
             if stripped[:1] in ("{", "["):
-                raise _Mismatch("JSON (an object, array, or valid JSON text)", "not valid JSON") from None
+                raise _Mismatch("JSON (an object, array, or valid JSON text)", "not valid JSON")
             return _json_text(value)
         return value
     return _json_text(value)
@@ -975,7 +989,7 @@ def _to_cidr(value: Any) -> Any:
 
 def _to_bits(value: Any) -> asyncpg.BitString:
     if isinstance(value, str) and re.fullmatch(r"[01 ]*", value):
-        return asyncpg.BitString(value.replace(" ", "").encode())
+        return asyncpg.BitString(value.replace(" ", ""))
     raise _Mismatch("a bit string such as '1010'")
 
 
@@ -1233,6 +1247,10 @@ def _passthrough(value: Any) -> Any:
 
 
 def _array_converter(element: _Converter, element_label: str) -> _Converter:
+    # A nested JSON array is a further dimension, except where an element itself
+    # takes arrays (json/jsonb values, composite rows of unknown types).
+    nested = element not in (_passthrough, _to_json)
+
     def convert(value: Any) -> Any:
         if not isinstance(value, list):
             raise _Mismatch(f"a JSON array of {element_label}")
@@ -1243,7 +1261,7 @@ def _array_converter(element: _Converter, element_label: str) -> _Converter:
         for index, item in enumerate(items, 1):
             if item is None:
                 out.append(None)
-            elif isinstance(item, list) and element is not _passthrough:
+            elif isinstance(item, list) and nested:
                 out.append(walk(item, f"{prefix}[{index}]"))
             else:
                 try:
