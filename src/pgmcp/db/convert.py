@@ -14,14 +14,30 @@ Three jobs, all without I/O:
 * :func:`column_info` describes the columns for the ``columns`` field.
 
 The pool must call :func:`setup_connection_codecs` on every new connection
-(``asyncpg.create_pool(init=...)``). It installs one codec: ``interval`` in
-PostgreSQL's **text** format, so ``'1 mon 2 days 03:04:05'`` comes back exactly
-as psql shows it (asyncpg's default binary codec returns a ``timedelta`` and
-folds months into 30 days) and interval parameters are given to PostgreSQL's
-own parser (``'1 day'``, ``'01:30:00'``, ISO 8601 ``'P1DT2H'`` …). Everything
-else keeps asyncpg's defaults: ``json``/``jsonb`` travel as JSON *text* both
-ways (decoded here, losslessly), ``numeric`` as ``Decimal``. The connection
-should run with ``TimeZone = 'UTC'``.
+(``asyncpg.create_pool(init=...)``), after ``SET TimeZone = 'UTC'``. It
+installs two codecs, and the conversions here assume them:
+
+* ``interval`` in PostgreSQL's **text** format: ``'1 mon 2 days 03:04:05'``
+  comes back exactly as psql shows it (asyncpg's default binary codec returns
+  a ``timedelta`` and folds months into 30 days), and interval parameters go
+  to PostgreSQL's own parser (``'1 day'``, ``'01:30:00'``, ISO ``'P1DT2H'``).
+  Other code on the pool then reads intervals as ``str`` (use
+  ``extract(epoch from …)`` where a number is wanted); it may still *send* a
+  ``timedelta``.
+* ``date`` through a small Python codec that keeps asyncpg's values
+  (``datetime.date``, asyncpg's own objects for ±infinity) but stores a real
+  ``9999-12-31`` as that date (asyncpg's codec sends it as ``infinity``) and
+  reads dates outside years 1..9999 as PostgreSQL's text (``'0044-03-15 BC'``)
+  instead of failing the whole fetch (such text can be sent back too).
+
+Everything else keeps asyncpg's defaults: ``json``/``jsonb`` travel as JSON
+*text* both ways (decoded here, losslessly), ``numeric`` as ``Decimal``.
+
+Known limits (asyncpg's binary codecs): a ``timestamp``/``timestamptz``
+outside years 1..9999 cannot be read (cast it to ``text``), and the parameter
+values ``'9999-12-31 23:59:59.999999'`` and ``'0001-01-01 00:00:00'`` are sent
+as ``infinity``/``-infinity``; read back, a real ``9999-12-31 23:59:59.999999``
+is told apart from ``infinity`` (asyncpg returns distinct objects).
 
 Encoding of values (SPEC §3, "values come back as JSON without loss"):
 
@@ -36,7 +52,9 @@ PostgreSQL                  JSON
 ``real``/``double``         number (``real`` as PostgreSQL prints it: ``1.1``);
                             ``'NaN'``, ``'Infinity'``, ``'-Infinity'``
 ``date``/``timestamp``      ISO 8601 (``2024-01-15T10:00:00.123456``);
-                            ``'infinity'``/``'-infinity'``
+                            ``'infinity'``/``'-infinity'``; a date outside
+                            years 1..9999 as PostgreSQL prints it
+                            (``'0044-03-15 BC'``, ``'10000-01-01'``)
 ``timestamptz``             ISO 8601 with offset (``…+00:00``)
 ``time``/``timetz``         ISO 8601
 ``interval``                PostgreSQL's text (``'1 mon 2 days 03:04:05'``)
@@ -164,11 +182,98 @@ def _text_identity(value: str) -> str:
     return value
 
 
+# PostgreSQL stores a date as days since 2000-01-01, +/-infinity as the int32 extremes.
+_PG_DATE_INFINITY = 0x7FFFFFFF
+_PG_DATE_NEG_INFINITY = -0x80000000
+_PG_DATE_EPOCH = _dt.date(2000, 1, 1).toordinal()
+_date_fromordinal = _dt.date.fromordinal
+
+
+def _civil_date_text(pg_days: int) -> str:
+    """PostgreSQL's text of a date Python cannot hold (years before 1 or after 9999)."""
+    # Howard Hinnant's days → civil algorithm, proleptic Gregorian, year 0 = 1 BC.
+    z = pg_days + 10957 + 719468  # days since 1970-01-01, shifted to 0000-03-01
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (1 if month <= 2 else 0)
+    if year <= 0:
+        return f"{1 - year:04d}-{month:02d}-{day:02d} BC"
+    return f"{year:04d}-{month:02d}-{day:02d}"
+
+
+_DATE_TEXT = re.compile(r"\s*([0-9]{4,7})-([0-9]{2})-([0-9]{2})(\s+BC)?\s*", re.IGNORECASE)
+
+
+def _pg_days_from_text(text: str) -> int | None:
+    """Days since 2000-01-01 of ``YYYY-MM-DD[ BC]`` (any year), or ``None`` if no such date."""
+    match = _DATE_TEXT.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day = int(match.group(1)), int(match.group(2)), int(match.group(3))
+    if year == 0:
+        return None  # there is no year 0 (1 BC comes before AD 1)
+    if match.group(4):
+        year = 1 - year  # 1 BC is year 0
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return None
+    y = year - (1 if month <= 2 else 0)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468 - 10957
+    canonical = f"{abs(year) if year > 0 else 1 - year:04d}-{month:02d}-{day:02d}" + (
+        " BC" if year <= 0 else ""
+    )
+    return days if _civil_date_text(days) == canonical else None  # 02-30 and friends
+
+
+def _date_decode(value: tuple[int]) -> Any:
+    """``date`` from its binary form: asyncpg's own objects, but no crash outside years 1..9999."""
+    days = value[0]
+    if days == _PG_DATE_INFINITY:
+        return _INF_DATE
+    if days == _PG_DATE_NEG_INFINITY:
+        return _NEG_INF_DATE
+    try:
+        return _date_fromordinal(days + _PG_DATE_EPOCH)
+    except (ValueError, OverflowError):
+        return _civil_date_text(days)
+
+
+def _date_encode(value: Any) -> tuple[int]:
+    """``date`` to its binary form; only asyncpg's infinity objects mean +/-infinity.
+
+    (asyncpg's own codec sends any ``date(9999, 12, 31)`` as ``infinity``.)
+    """
+    if value is _INF_DATE:
+        return (_PG_DATE_INFINITY,)
+    if value is _NEG_INF_DATE:
+        return (_PG_DATE_NEG_INFINITY,)
+    if isinstance(value, _dt.date):
+        return (value.toordinal() - _PG_DATE_EPOCH,)
+    if isinstance(value, str):  # what _date_decode gives for years outside 1..9999
+        days = _pg_days_from_text(value)
+        if days is not None:
+            return (days,)
+    raise TypeError(f"expected a datetime.date or 'YYYY-MM-DD[ BC]', got {value!r}")
+
+
 async def setup_connection_codecs(conn: asyncpg.Connection) -> None:
     """Install the codecs this module relies on; call it from the pool's ``init=``.
 
-    Only ``interval`` changes: it travels as PostgreSQL's text (decoded to
-    ``str``, encoded from ``str`` or ``timedelta``), so months and days survive.
+    * ``interval`` travels as PostgreSQL's text (decoded to ``str``, encoded
+      from ``str`` or ``timedelta``), so months and days survive.
+    * ``date`` keeps asyncpg's values (``datetime.date``; its ``date.max``-like
+      objects for ±infinity) with two fixes: a real ``9999-12-31`` parameter is
+      stored as that date, not as ``infinity``, and a date outside years
+      1..9999 (``'0044-03-15 BC'``, ``'10000-01-01'``) is read as PostgreSQL's
+      text instead of failing the whole fetch.
     """
     await conn.set_type_codec(
         "interval",
@@ -176,6 +281,13 @@ async def setup_connection_codecs(conn: asyncpg.Connection) -> None:
         encoder=_interval_to_text,
         decoder=_text_identity,
         format="text",
+    )
+    await conn.set_type_codec(
+        "date",
+        schema="pg_catalog",
+        encoder=_date_encode,
+        decoder=_date_decode,
+        format="tuple",
     )
 
 
@@ -299,14 +411,16 @@ def _enc_float4(value: float) -> JsonValue:
 
 
 def _enc_numeric(value: Decimal) -> str:
-    if value.is_finite():
-        return format(value, "f")
-    if value.is_nan():
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
+    """Digits as PostgreSQL prints them: ``1.50``, ``100``, ``0.0000000001``, ``NaN``, ``Infinity``."""
+    text = str(value)  # exact, and fast; only exponent forms ('1E+20', '1E-10') need expanding
+    if "E" not in text:
+        return text
+    return format(value, "f")
 
 
-def _enc_date(value: _dt.date) -> str:
+def _enc_date(value: _dt.date | str) -> str:
+    if isinstance(value, str):  # outside years 1..9999, already PostgreSQL's text
+        return value
     if value is _INF_DATE:
         return "infinity"
     if value is _NEG_INF_DATE:
@@ -411,9 +525,11 @@ def _enc_snapshot(value: Any) -> JsonValue:
 
 # --- json / jsonb -------------------------------------------------------------
 
-# A number a double might not keep exactly: 16+ digits (with a dot among them)
-# or an exponent of three digits. Text without one parses with orjson directly.
-_RISKY_JSON_NUMBER = re.compile(r"[0-9][0-9.]{15}|[eE][+-]?[0-9]{3}")
+# A number a double might not keep exactly has 16+ digits (a dot may sit among
+# them), or, in ``json`` text, an exponent of three digits (``jsonb`` prints
+# numbers without exponents). Text without one parses with orjson directly.
+_LONG_DIGITS = re.compile(r"[0-9.]{16}")
+_BIG_EXPONENT = re.compile(r"[eE][+-]?[0-9]{3}")
 
 
 def _json_int(text: str) -> int | str:
@@ -435,13 +551,23 @@ def _json_loads_exact(text: str) -> JsonValue:
     return result
 
 
+def _enc_jsonb(value: Any) -> JsonValue:
+    """``jsonb`` text from PostgreSQL → nested JSON, numbers kept exactly (see module doc)."""
+    if type(value) is not str:
+        return _enc_json(value)
+    if len(value) < 16 or _LONG_DIGITS.search(value) is None:
+        result: JsonValue = orjson.loads(value)
+        return result
+    return _json_loads_exact(value)
+
+
 def _enc_json(value: Any) -> JsonValue:
-    """JSON text from PostgreSQL → nested JSON, numbers kept exactly (see module doc)."""
+    """``json`` text from PostgreSQL → nested JSON, numbers kept exactly (see module doc)."""
     if isinstance(value, bytes | bytearray | memoryview):
         value = bytes(value).decode("utf-8")
     if not isinstance(value, str):
         return encode_value(value)
-    if _RISKY_JSON_NUMBER.search(value) is None:
+    if _LONG_DIGITS.search(value) is None and _BIG_EXPONENT.search(value) is None:
         result: JsonValue = orjson.loads(value)
         return result
     return _json_loads_exact(value)
@@ -651,7 +777,7 @@ _SCALAR_ENCODERS: dict[str, _Encoder] = {
     "cidr": _enc_str,
     "bytea": _enc_bytea,
     "json": _enc_json,
-    "jsonb": _enc_json,
+    "jsonb": _enc_jsonb,
     "bit": _enc_bits,
     "varbit": _enc_bits,
     "pg_lsn": _enc_pg_lsn,
@@ -1084,7 +1210,7 @@ def _to_timestamptz(value: Any) -> _dt.datetime:
     return result
 
 
-def _to_date(value: Any) -> _dt.date:
+def _to_date(value: Any) -> _dt.date | str:
     expected = "a date (ISO 8601, e.g. '2024-01-15')"
     if not isinstance(value, str):
         raise _Mismatch(expected)
@@ -1101,7 +1227,10 @@ def _to_date(value: Any) -> _dt.date:
     try:
         return _parse_datetime(text, aware=False).date()
     except (ValueError, OverflowError):
-        raise _Mismatch(expected) from None
+        pass
+    if _pg_days_from_text(text) is not None:
+        return text  # years Python cannot hold: the date codec of setup_connection_codecs sends them
+    raise _Mismatch(expected)
 
 
 def _parse_time(value: Any, expected: str) -> _dt.time:
