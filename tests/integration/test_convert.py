@@ -785,3 +785,43 @@ async def test_property_json_float_to_numeric_keeps_its_shortest_text(
 ) -> None:
     (row,) = await query(db, "SELECT $1::numeric AS v", [value])
     assert Decimal(row["v"]) == Decimal(repr(value))
+
+
+async def test_python_values_from_custom_tools_are_accepted(db: asyncpg.Connection) -> None:
+    """The extension API runs Python callers' parameters through the same conversion."""
+    import ipaddress
+    import uuid
+
+    rows = await query(
+        db,
+        "SELECT $1::timestamptz AS a, $2::timestamp AS b, $3::date AS c, $4::time AS d, $5::uuid AS e,"
+        " $6::bytea AS f, $7::inet AS g, $8::numeric AS h, $9::int AS i, $10::interval AS j, $11::jsonb AS k",
+        [
+            dt.datetime(2024, 1, 15, 10, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            dt.datetime(2024, 1, 15, 10),
+            dt.date(2024, 1, 15),
+            dt.time(10, 30),
+            uuid.UUID(UUID),
+            b"\x00\x01",
+            ipaddress.ip_address("10.0.0.1"),
+            Decimal("1.10"),
+            Decimal("7"),
+            dt.timedelta(days=1, seconds=1),
+            {"when": dt.date(2024, 1, 1), "amount": Decimal("1.10")},
+        ],
+    )
+    assert rows == [
+        {
+            "a": "2024-01-15T08:00:00+00:00",
+            "b": "2024-01-15T10:00:00",
+            "c": "2024-01-15",
+            "d": "10:30:00",
+            "e": UUID,
+            "f": "AAE=",
+            "g": "10.0.0.1",
+            "h": "1.10",
+            "i": 7,
+            "j": "1 day 00:00:01",
+            "k": {"when": "2024-01-01", "amount": "1.10"},
+        }
+    ]

@@ -173,8 +173,7 @@ def _interval_to_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, _dt.timedelta):
-        micros = value // _dt.timedelta(microseconds=1)
-        return f"{micros} microseconds"
+        return f"{value.days} days {value.seconds} seconds {value.microseconds} microseconds"
     raise TypeError(f"expected an interval as text or datetime.timedelta, got {type(value).__name__}")
 
 
@@ -935,8 +934,10 @@ def _int_converter(low: int, high: int, expected: str) -> _Converter:
             raise _Mismatch(expected)
         if isinstance(value, int):
             result = value
-        elif isinstance(value, float):
-            if not value.is_integer():
+        elif isinstance(value, float | Decimal):
+            if not value.is_finite() if isinstance(value, Decimal) else not math.isfinite(value):
+                raise _Mismatch(expected)
+            if value != int(value):
                 raise _Mismatch(expected)
             result = int(value)
         elif isinstance(value, str) and _INT_RE.fullmatch(value):
@@ -954,7 +955,7 @@ def _float_converter(expected: str, single: bool) -> _Converter:
     def convert(value: Any) -> float:
         if isinstance(value, bool):
             raise _Mismatch(expected)
-        if isinstance(value, int | float):
+        if isinstance(value, int | float | Decimal):
             result = float(value)
         elif isinstance(value, str):
             special = _SPECIAL_FLOATS.get(value.strip().lower())
@@ -978,6 +979,8 @@ def _to_numeric(value: Any) -> Decimal:
     expected = "a numeric value"
     if isinstance(value, bool):
         raise _Mismatch(expected)
+    if isinstance(value, Decimal):
+        return value
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
@@ -1039,10 +1042,15 @@ def _to_text(value: Any) -> str:
 
 
 def _json_text(value: Any) -> str:
+    """JSON text of a JSON value (and, for Python callers, of what encode_value can encode)."""
     try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # e.g. an integer beyond 64 bits
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return orjson.dumps(value, default=encode_value).decode()
+    except TypeError:  # an integer beyond 64 bits, a lone surrogate …
+        pass
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=encode_value)
+    except (TypeError, ValueError):
+        raise _Mismatch("a JSON value") from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -1073,6 +1081,8 @@ def _to_json(value: Any) -> str:
 
 
 def _to_bytea(value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
     if isinstance(value, str):
         if value.startswith("\\x"):
             try:
@@ -1087,6 +1097,8 @@ def _to_bytea(value: Any) -> bytes:
 
 
 def _to_uuid(value: Any) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
     if isinstance(value, str):
         try:
             return uuid.UUID(value.strip())
@@ -1096,6 +1108,8 @@ def _to_uuid(value: Any) -> uuid.UUID:
 
 
 def _to_inet(value: Any) -> Any:
+    if isinstance(value, _IP_TYPES):
+        return value
     if isinstance(value, str):
         try:
             return ipaddress.ip_interface(value.strip())
@@ -1104,7 +1118,19 @@ def _to_inet(value: Any) -> Any:
     raise _Mismatch("an IP address (inet)")
 
 
+_IP_TYPES = (
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Interface,
+    ipaddress.IPv6Interface,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+)
+
+
 def _to_cidr(value: Any) -> Any:
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
     if isinstance(value, str):
         try:
             return ipaddress.ip_network(value.strip(), strict=True)
@@ -1186,6 +1212,8 @@ def _parse_datetime(text: str, aware: bool) -> _dt.datetime:
 
 def _to_timestamp(value: Any) -> _dt.datetime:
     expected = "a timestamp (ISO 8601, e.g. '2024-01-15 10:00:00')"
+    if isinstance(value, _dt.datetime):  # from Python callers (custom tools)
+        return value if value.tzinfo is None else value.replace(tzinfo=None)
     if not isinstance(value, str):
         raise _Mismatch(expected)
     try:
@@ -1199,12 +1227,15 @@ def _to_timestamp(value: Any) -> _dt.datetime:
 
 def _to_timestamptz(value: Any) -> _dt.datetime:
     expected = "a timestamp with time zone (ISO 8601, e.g. '2024-01-15T10:00:00Z')"
-    if not isinstance(value, str):
+    if isinstance(value, _dt.datetime):  # from Python callers (custom tools)
+        result = value
+    elif isinstance(value, str):
+        try:
+            result = _parse_datetime(value, aware=True)
+        except (ValueError, OverflowError):
+            raise _Mismatch(expected) from None
+    else:
         raise _Mismatch(expected)
-    try:
-        result = _parse_datetime(value, aware=True)
-    except (ValueError, OverflowError):
-        raise _Mismatch(expected) from None
     if result.tzinfo is None and result is not _INF_DATETIME and result is not _NEG_INF_DATETIME:
         result = result.replace(tzinfo=_UTC)  # the pool's sessions run with TimeZone UTC
     return result
@@ -1212,6 +1243,8 @@ def _to_timestamptz(value: Any) -> _dt.datetime:
 
 def _to_date(value: Any) -> _dt.date | str:
     expected = "a date (ISO 8601, e.g. '2024-01-15')"
+    if isinstance(value, _dt.date):  # from Python callers (custom tools)
+        return value.date() if isinstance(value, _dt.datetime) else value
     if not isinstance(value, str):
         raise _Mismatch(expected)
     text = value.strip()
@@ -1234,6 +1267,8 @@ def _to_date(value: Any) -> _dt.date | str:
 
 
 def _parse_time(value: Any, expected: str) -> _dt.time:
+    if isinstance(value, _dt.time):  # from Python callers (custom tools)
+        return value
     if not isinstance(value, str):
         raise _Mismatch(expected)
     body, carry = _round_fraction(value.strip())
@@ -1283,6 +1318,8 @@ _INTERVAL_INFINITE = {"infinity", "+infinity", "-infinity"}
 
 def _to_interval(value: Any) -> str:
     expected = "an interval (e.g. '1 day 02:00:00', '90 minutes' or ISO 8601 'P1DT2H')"
+    if isinstance(value, _dt.timedelta):  # from Python callers (custom tools)
+        return _interval_to_text(value)
     if isinstance(value, bool):
         raise _Mismatch(expected)
     if isinstance(value, int | float):
