@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from pgmcp.audit import AuditLog
 from pgmcp.config import ConnectionSpec, Settings
 from pgmcp.db.embedded import DEMO_DATABASE, EmbeddedPostgres
 from pgmcp.db.execute import Executor
@@ -36,6 +37,7 @@ class AppContext:
     monitor: Monitor
     executor: Executor
     embedded: EmbeddedPostgres | None = None
+    audit: AuditLog | None = None
     startup_errors: list[str] = field(default_factory=list)
 
 
@@ -48,6 +50,12 @@ async def open_app(settings: Settings) -> AsyncIterator[AppContext]:
     monitor.set_pool_source(registry.pool_stats)
     executor = Executor(settings, registry, policy, monitor)
     app = AppContext(settings=settings, registry=registry, policy=policy, monitor=monitor, executor=executor)
+    if settings.audit_log_file is not None:
+        app.audit = AuditLog(
+            settings.audit_log_file,
+            max_bytes=settings.audit_log_max_bytes,
+            include_queries=settings.enable_query_logging,
+        )
     try:
         default = settings.default_connection()
         if default is None and settings.pgmcp_embedded:
@@ -72,3 +80,5 @@ async def open_app(settings: Settings) -> AsyncIterator[AppContext]:
         await registry.close()
         if app.embedded is not None:
             app.embedded.stop()
+        if app.audit is not None:
+            app.audit.close()

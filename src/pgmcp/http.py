@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import orjson
@@ -21,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pgmcp.app import AppContext
+from pgmcp.auth import ANONYMOUS, Authenticator, AuthError
 from pgmcp.server import PgMcpServer
 from pgmcp.tools.observability import ObservabilityTools
 
@@ -37,47 +37,68 @@ def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload, default=str), status_code=status, media_type="application/json")
 
 
-class BearerAuth:
-    """ASGI middleware: every path but the open ones needs the bearer token."""
+class AuthMiddleware:
+    """ASGI middleware: every path but the open ones needs a valid bearer token.
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    The caller's :class:`~pgmcp.auth.Principal` is put on the request scope
+    (``state["pgmcp_principal"]``), where the MCP edge finds it for each call.
+    """
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, metadata_url: str | None) -> None:
         self.app = app
-        self._token = token.encode()
+        self._auth = authenticator
+        challenge = 'Bearer realm="pgmcp"'
+        if metadata_url:
+            challenge += f', resource_metadata="{metadata_url}"'
+        self._challenge = challenge.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in OPEN_PATHS
+            or scope["path"].startswith("/.well-known/")
+        ):
             await self.app(scope, receive, send)
             return
-        supplied = b""
-        for key, value in scope.get("headers", ()):
-            if key == b"authorization":
-                scheme, _, rest = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    supplied = rest.strip()
-                break
-        if not hmac.compare_digest(supplied, self._token):
-            body = orjson.dumps(
-                {
-                    "success": False,
-                    "error": "Missing or invalid bearer token: send 'Authorization: Bearer <MCP_AUTH_TOKEN>'",
-                    "error_type": "unauthorized",
-                }
-            )
+        header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
+        try:
+            principal = await self._auth.authenticate(header)
+        except AuthError as exc:
+            body = orjson.dumps({"success": False, "error": str(exc), "error_type": "unauthorized"})
             await send(
                 {
                     "type": "http.response.start",
                     "status": 401,
                     "headers": [
                         (b"content-type", b"application/json"),
-                        (b"www-authenticate", b'Bearer realm="pgmcp"'),
+                        (b"www-authenticate", self._challenge),
                         (b"content-length", str(len(body)).encode()),
                     ],
                 }
             )
             await send({"type": "http.response.body", "body": body})
             return
-        scope.setdefault("state", {})["client_id"] = "token"
+        scope.setdefault("state", {})["pgmcp_principal"] = principal
         await self.app(scope, receive, send)
+
+
+class _Anonymous:
+    """No auth configured (loopback): every caller is the anonymous principal."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["pgmcp_principal"] = ANONYMOUS
+        await self.app(scope, receive, send)
+
+
+def _public_base(settings: Any) -> str:
+    host = settings.mcp_allowed_hosts[0].removesuffix(":*") if settings.mcp_allowed_hosts else None
+    if host:
+        return f"https://{host}"
+    return f"http://{settings.mcp_server_host}:{settings.mcp_server_port}"
 
 
 def _transport_security(app: AppContext) -> TransportSecuritySettings | None:
@@ -118,7 +139,28 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
     async def connections(_: Request) -> Response:
         return json_response({"success": True, "connections": [c.describe() for c in app.registry.all()]})
 
-    for path, endpoint in (("/health", health), ("/metrics", metrics), ("/connections", connections)):
+    metadata_url = None
+    routes: list[tuple[str, Any]] = [
+        ("/health", health),
+        ("/metrics", metrics),
+        ("/connections", connections),
+    ]
+    if settings.mcp_oidc_issuer:
+        # RFC 9728 protected-resource metadata: where a client finds the authorization server.
+        metadata_url = f"{_public_base(settings)}/.well-known/oauth-protected-resource"
+
+        async def protected_resource(_: Request) -> Response:
+            return json_response(
+                {
+                    "resource": f"{_public_base(settings)}/mcp",
+                    "authorization_servers": [settings.mcp_oidc_issuer],
+                    "scopes_supported": ["read", "write"],
+                    "bearer_methods_supported": ["header"],
+                }
+            )
+
+        routes.append(("/.well-known/oauth-protected-resource", protected_resource))
+    for path, endpoint in routes:
         server.custom_route(path, methods=["GET"])(endpoint)
 
     starlette: Starlette = server.streamable_http_app(
@@ -128,7 +170,7 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
         max_request_body_size=settings.mcp_max_request_bytes,
         host=settings.mcp_server_host,
     )
-    asgi: ASGIApp = starlette
-    if settings.mcp_auth_token is not None:
-        asgi = BearerAuth(asgi, settings.mcp_auth_token.get_secret_value())
-    return asgi
+    authenticator = Authenticator(settings)
+    if not authenticator.enabled:
+        return _Anonymous(starlette)
+    return AuthMiddleware(starlette, authenticator, metadata_url)

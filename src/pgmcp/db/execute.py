@@ -33,6 +33,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from pgmcp.auth import current_call, current_principal
 from pgmcp.config import Settings
 from pgmcp.db.convert import column_info, convert_params, make_row_encoder
 from pgmcp.db.registry import Connection, ConnectionRegistry, PgMcpConnection
@@ -117,12 +118,18 @@ class Executor:
     # --- policy ---------------------------------------------------------------
 
     def readonly_for(self, conn: Connection) -> bool:
-        return self.settings.readonly_mode or conn.readonly
+        """Read-only for this call: READONLY_MODE, the connection's flag, or a read-only caller."""
+        return self.settings.readonly_mode or conn.readonly or current_principal.get().readonly
 
     def check(self, conn: Connection, query: str, *, require_read: bool = False, tool: str) -> Decision:
+        call = current_call.get()
+        if call is not None:
+            call.queries.append(query)
         try:
-            return self.policy.check(query, readonly=self.readonly_for(conn), require_read=require_read)
+            decision = self.policy.check(query, readonly=self.readonly_for(conn), require_read=require_read)
         except QueryBlocked as exc:
+            if call is not None:
+                call.blocked_reason = exc.reason
             self.monitor.record_blocked(
                 connection_id=conn.connection_id,
                 reason=exc.reason,
@@ -132,6 +139,8 @@ class Executor:
             )
             raise
         except LimitExceeded as exc:
+            if call is not None:
+                call.blocked_reason = "max_query_length"
             self.monitor.record_blocked(
                 connection_id=conn.connection_id,
                 reason="max_query_length",
@@ -140,6 +149,9 @@ class Executor:
                 query=None,
             )
             raise
+        if call is not None:
+            call.kinds.extend(decision.kinds)
+        return decision
 
     # --- transactions ----------------------------------------------------------
 
