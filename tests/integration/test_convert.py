@@ -825,3 +825,50 @@ async def test_python_values_from_custom_tools_are_accepted(db: asyncpg.Connecti
             "k": {"when": "2024-01-01", "amount": "1.10"},
         }
     ]
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False, min_value=-1e15, max_value=1e15)
+    | st.floats(allow_nan=False, allow_infinity=False, min_value=-1e-5, max_value=1e-5)
+    | st.text(alphabet=st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(
+                alphabet=st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=8
+            ),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+def _lossless(value: Any) -> Any:
+    """What a JSON document comes back as: integers beyond ±(2^53-1) as strings."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if abs(value) <= 2**53 - 1 else str(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, list):
+        return [_lossless(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _lossless(v) for k, v in value.items()}
+    return value
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=JSON_VALUES)
+async def test_property_jsonb_round_trips_without_loss(db: asyncpg.Connection, value: Any) -> None:
+    if isinstance(value, str):
+        value = {"s": value}  # a bare string parameter that is itself JSON text would be taken as that text
+    (row,) = await query(db, "SELECT $1::jsonb AS v, $1::json AS w", [value])
+    expected = _lossless(value)
+    assert row["v"] == expected
+    assert row["w"] == expected
