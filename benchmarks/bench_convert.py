@@ -44,7 +44,7 @@ FROM generate_series(1, $1) AS g
 """
 
 
-def _time_per_1000(fn: Callable[[], object], rows: int, repeat: int = 30) -> tuple[float, float]:
+def _time_per_1000(fn: Callable[[], object], rows: int, repeat: int = 100) -> tuple[float, float]:
     fn()  # warm up
     samples = []
     for _ in range(repeat):
