@@ -17,13 +17,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ValidationError
 
 from pgmcp import models
 from pgmcp.app import AppContext
+from pgmcp.auth import ANONYMOUS, STDIO, CallInfo, Principal, current_call, current_principal
 from pgmcp.errors import DatabaseError, InvalidInput, PgMcpError, error_payload
 from pgmcp.logs import get_logger
 from pgmcp.prompts import register_prompts
@@ -63,7 +64,7 @@ TOOL_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "write": ("execute_transaction", "batch_execute"),
     "admin": ("add_connection", "remove_connection"),
-    "monitoring": ("health_check", "get_metrics", "get_query_history"),
+    "monitoring": ("health_check", "get_metrics", "get_query_history", "get_business_metrics"),
 }
 
 READ = ToolAnnotations(
@@ -112,10 +113,42 @@ def _field_errors(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def compact_schema(schema: Any) -> Any:
+    """Drop what JSON Schema implies anyway (titles, ``additionalProperties: true``,
+    ``default: null``), so that tools/list stays small in the model's context."""
+    if isinstance(schema, dict):
+        return {
+            k: compact_schema(v)
+            for k, v in schema.items()
+            if not (k == "title" and isinstance(v, str))
+            and not (k == "additionalProperties" and v is True)
+            and not (k == "default" and v is None)
+        }
+    if isinstance(schema, list):
+        return [compact_schema(v) for v in schema]
+    return schema
+
+
 class PgMcpServer(MCPServer[Any]):
     """MCPServer whose argument errors come back in pgmcp's response shape (``invalid_input``)."""
 
     app_context: AppContext | None = None
+    _tools_cache: tuple[int, list[Any]] | None = None
+
+    async def list_tools(self) -> list[Any]:
+        tools = await super().list_tools()
+        if self._tools_cache is None or self._tools_cache[0] != len(tools):
+            compact = [
+                t.model_copy(
+                    update={
+                        "input_schema": compact_schema(t.input_schema),
+                        "output_schema": compact_schema(t.output_schema) if t.output_schema else None,
+                    }
+                )
+                for t in tools
+            ]
+            self._tools_cache = (len(tools), compact)
+        return self._tools_cache[1]
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:
@@ -156,11 +189,17 @@ def register_tool(
     tool_name = name or fn.__name__
     wrap = untrusted and app.settings.wrap_untrusted_data
     monitor = app.monitor
+    audit = app.audit
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> CallToolResult:
         started = time.perf_counter()
         status = "success"
+        payload: dict[str, Any] | None = None
+        principal = _principal(kwargs.pop(_CTX_PARAM, None))
+        call = CallInfo(tool=tool_name, principal=principal, connection_id=kwargs.get("connection_id"))
+        principal_token = current_principal.set(principal)
+        call_token = current_call.set(call)
         try:
             payload = await fn(*args, **kwargs)
             payload.setdefault("success", True)
@@ -174,14 +213,29 @@ def register_tool(
             internal = DatabaseError(f"Internal error in {tool_name}; the server log has the details")
             return tool_result(error_payload(internal), is_error=True)
         finally:
-            monitor.record_tool_call(
-                tool=tool_name, status=status, duration_ms=(time.perf_counter() - started) * 1000
-            )
+            current_call.reset(call_token)
+            current_principal.reset(principal_token)
+            duration_ms = (time.perf_counter() - started) * 1000
+            monitor.record_tool_call(tool=tool_name, status=status, duration_ms=duration_ms)
+            if audit is not None:
+                audit.record(call, outcome=status, duration_ms=duration_ms, rows=_rows(payload))
 
     signature = inspect.signature(fn, eval_str=True)
-    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        return_annotation=output if output is not None else dict[str, Any]
+    # The SDK hands the request context to a parameter annotated with Context; it is not
+    # part of the input schema. It tells who is calling (HTTP principal or stdio).
+    context_param = inspect.Parameter(
+        _CTX_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Context, default=None
     )
+    returns = output if output is not None else dict[str, Any]
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), context_param], return_annotation=returns
+    )
+    # A fresh dict: functools.wraps shares fn's; the SDK finds the Context parameter here.
+    wrapper.__annotations__ = {
+        **{p.name: p.annotation for p in signature.parameters.values()},
+        _CTX_PARAM: Context,
+        "return": returns,
+    }
     server.add_tool(
         wrapper,
         name=tool_name,
@@ -189,6 +243,32 @@ def register_tool(
         annotations=annotations,
         structured_output=output is not None,
     )
+
+
+_CTX_PARAM = "pgmcp_context"
+
+
+def _principal(ctx: Any) -> Principal:
+    """The caller: the principal the HTTP auth middleware put on the request, else stdio."""
+    request = getattr(getattr(ctx, "_request_context", None), "request", None)
+    if request is None:
+        return STDIO
+    state = request.scope.get("state") or {}
+    principal = state.get("pgmcp_principal")
+    return principal if isinstance(principal, Principal) else ANONYMOUS
+
+
+def _rows(payload: dict[str, Any] | None) -> int | None:
+    if not payload:
+        return None
+    for key in ("row_count", "rows_affected"):
+        value = payload.get(key)
+        if isinstance(value, int):
+            return int(value)
+    results = payload.get("results")
+    if isinstance(results, list):
+        return sum(int(r.get("row_count", 0)) for r in results if isinstance(r, dict))
+    return None
 
 
 def enabled_tool_names(app: AppContext) -> set[str] | None:
@@ -234,6 +314,7 @@ def build_server(app: AppContext) -> PgMcpServer:
         (observe.health_check, READ, models.HealthResult, False),
         (observe.get_metrics, READ, models.MetricsResult, False),
         (observe.get_query_history, READ, models.QueryHistoryResult, True),
+        (observe.get_business_metrics, READ, models.BusinessMetricsResult, False),
     ]
     for fn, tool_annotations, output, untrusted in specs:
         if enabled is not None and fn.__name__ not in enabled:
@@ -242,6 +323,10 @@ def build_server(app: AppContext) -> PgMcpServer:
 
     register_resources(server, app, schema)
     register_prompts(server)
+    # Last: plugins see every built-in tool, and a broken one stops start-up before serving.
+    from pgmcp.extension import load_plugins
+
+    load_plugins(app, server)
     return server
 
 

@@ -1,4 +1,9 @@
-"""Result models: the tools' output schemas (SPEC §3). Leaves: anyone may import them."""
+"""Result models: the tools' output schemas (SPEC §3). Leaves: anyone may import them.
+
+Top-level fields are typed; list items are plain objects whose fields SPEC §3
+and the tool descriptions name, which keeps tools/list small in a model's
+context. The item models below document those fields for Python users.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ JsonValue = str | int | float | bool | None | list[Any] | dict[str, Any]
 class _Result(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    success: bool = Field(description="True when the call did what was asked.")
+    success: bool
 
 
 class PoolStats(BaseModel):
@@ -46,7 +51,7 @@ class ConnectionInfo(BaseModel):
 
 
 class ListConnectionsResult(_Result):
-    connections: list[ConnectionInfo]
+    connections: list[dict[str, Any]]
 
 
 class TestConnectionResult(_Result):
@@ -65,7 +70,7 @@ class Column(BaseModel):
 
 
 class ExecuteQueryResult(_Result):
-    columns: list[Column]
+    columns: list[dict[str, Any]]
     rows: list[dict[str, Any]]
     row_count: int
     truncated: bool
@@ -80,7 +85,7 @@ class StatementResult(BaseModel):
 
 
 class ExecuteTransactionResult(_Result):
-    results: list[StatementResult]
+    results: list[dict[str, Any]]
     committed: bool
 
 
@@ -97,7 +102,7 @@ class SchemaInfo(BaseModel):
 
 
 class ListSchemasResult(_Result):
-    schemas: list[SchemaInfo]
+    schemas: list[dict[str, Any]]
 
 
 class TableInfo(BaseModel):
@@ -112,7 +117,7 @@ class TableInfo(BaseModel):
 
 
 class ListTablesResult(_Result):
-    tables: list[TableInfo]
+    tables: list[dict[str, Any]]
 
 
 class ColumnInfo(BaseModel):
@@ -141,10 +146,10 @@ class ForeignKeyInfo(BaseModel):
 class TableSchemaResult(_Result):
     table_name: str
     schema_: str = Field(alias="schema")
-    columns: list[ColumnInfo]
+    columns: list[dict[str, Any]]
     primary_key: list[str]
-    indexes: list[IndexInfo]
-    foreign_keys: list[ForeignKeyInfo]
+    indexes: list[dict[str, Any]]
+    foreign_keys: list[dict[str, Any]]
     row_estimate: int | None
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
@@ -200,4 +205,15 @@ class HistoryEntry(BaseModel):
 
 
 class QueryHistoryResult(_Result):
-    queries: list[HistoryEntry]
+    queries: list[dict[str, Any]]
+
+
+class BusinessMetric(BaseModel):
+    count: int = Field(description="Events in the window.")
+    sum: float = Field(description="Sum of their values.")
+    avg: float = Field(description="Average value (0 without events).")
+
+
+class BusinessMetricsResult(_Result):
+    window_seconds: int = Field(description="The window the figures cover, in seconds.")
+    metrics: dict[str, BusinessMetric] = Field(description="Per event type recorded by plugins.")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 JsonScalar = str | int | float | bool | None
-ParamValue = str | int | float | bool | list[JsonScalar | list[JsonScalar]] | dict[str, Any] | None
+ParamValue = str | int | float | bool | list[JsonScalar] | dict[str, Any] | None
 
 ConnectionId = Annotated[
     str,
@@ -20,7 +20,7 @@ ConnectionId = Annotated[
 Params = Annotated[
     list[ParamValue],
     Field(
-        description="Values for $1, $2, … in order, as JSON; converted to the types PostgreSQL infers "
-        "(e.g. '2024-01-01' for a timestamptz, 299.99 for numeric, objects for jsonb).",
+        description="Values for $1, $2, … as JSON, converted to the types PostgreSQL infers "
+        "(e.g. '2024-01-01' for timestamptz, objects for jsonb).",
     ),
 ]

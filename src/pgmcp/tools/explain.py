@@ -74,7 +74,7 @@ class ExplainTools:
         self,
         connection_id: ConnectionId,
         query: Annotated[str, Field(min_length=1, description="The statement to explain.")],
-        params: Params | None = None,
+        params: Params = [],  # noqa: B006 - pydantic copies defaults
         analyze: Annotated[
             bool, Field(description="Run it for real timings (a write is always rolled back).")
         ] = False,

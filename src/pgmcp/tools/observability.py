@@ -1,4 +1,4 @@
-"""health_check, get_metrics, get_query_history."""
+"""health_check, get_metrics, get_query_history, get_business_metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pydantic import Field
 
 from pgmcp.app import AppContext
 from pgmcp.errors import InvalidInput
+from pgmcp.monitoring import BUSINESS_RETENTION_SECONDS
 
 
 class ObservabilityTools:
@@ -43,3 +44,18 @@ class ObservabilityTools:
             connection_id=connection_id, min_duration_ms=min_duration_ms, limit=limit
         )
         return {"success": True, "queries": queries}
+
+    async def get_business_metrics(
+        self,
+        window_seconds: Annotated[
+            int,
+            Field(ge=1, le=BUSINESS_RETENTION_SECONDS, description="How far back to look (max one hour)."),
+        ] = BUSINESS_RETENTION_SECONDS,
+    ) -> dict[str, Any]:
+        """Business events that plugins recorded (record_business_event) over the last hour:
+        count, sum and average per event type."""
+        window = self.app.monitor.business_metrics(window_seconds)
+        metrics = {
+            event: {"count": int(v["count"]), "sum": v["sum"], "avg": v["avg"]} for event, v in window.items()
+        }
+        return {"success": True, "window_seconds": window_seconds, "metrics": metrics}

@@ -29,7 +29,7 @@ class QueryTools:
         query: Annotated[
             str, Field(min_length=1, description="One read statement (SELECT, WITH, VALUES, SHOW, EXPLAIN).")
         ],
-        params: Params | None = None,
+        params: Params = [],  # noqa: B006 - pydantic copies defaults
         fetch_size: Annotated[
             int | None, Field(ge=1, description="Most rows to return (default DEFAULT_FETCH_SIZE).")
         ] = None,
