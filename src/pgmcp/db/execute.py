@@ -38,6 +38,7 @@ from pgmcp.config import Settings
 from pgmcp.db.convert import column_info, convert_params, make_row_encoder
 from pgmcp.db.registry import Connection, ConnectionRegistry, PgMcpConnection
 from pgmcp.errors import (
+    ConnectionFailed,
     InvalidInput,
     LimitExceeded,
     PgMcpError,
@@ -93,6 +94,20 @@ async def _prepare(conn: PgMcpConnection, query: str) -> asyncpg.prepared_stmt.P
     # asyncpg's public prepare() always parses anew; the cached variant saves a
     # round trip on every repeated query (prepared-statement reuse).
     return await conn._prepare(query, use_cache=True)
+
+
+def _is_stale(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection itself is gone (not that the statement failed)."""
+    if isinstance(
+        exc,
+        asyncpg.ConnectionDoesNotExistError
+        | asyncpg.InterfaceError
+        | asyncpg.InternalClientError
+        | ConnectionError,
+    ):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return sqlstate.startswith("08") or sqlstate in {"57P01", "57P02"}
 
 
 def _status_count(status: str | None) -> int | None:
@@ -159,22 +174,40 @@ class Executor:
     async def _transaction(
         self, conn: Connection, *, readonly: bool, rollback: bool = False
     ) -> AsyncIterator[PgMcpConnection]:
-        async with self.registry.acquire(conn) as c:
-            mode = "READ ONLY" if readonly else "READ WRITE"
-            # One round trip: both are our own text, never a caller's.
-            await c.execute(
-                f"BEGIN ISOLATION LEVEL READ COMMITTED {mode}; SET LOCAL statement_timeout = {self._timeout_ms}"
-            )
-            try:
-                yield c
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    if not c.is_closed():
-                        await c.execute("ROLLBACK")
-                raise
-            await c.execute("ROLLBACK" if rollback else "COMMIT")
+        mode = "READ ONLY" if readonly else "READ WRITE"
+        # One round trip: both are our own text, never a caller's.
+        begin = (
+            f"BEGIN ISOLATION LEVEL READ COMMITTED {mode}; SET LOCAL statement_timeout = {self._timeout_ms}"
+        )
+        for attempt in (1, 2):
+            async with self.registry.acquire(conn) as c:
+                try:
+                    await c.execute(begin)
+                except Exception as exc:
+                    # A pooled connection the database dropped while it sat idle (a restart) can
+                    # still look open for a moment. Nothing of the caller's has run yet, so one
+                    # retry on a fresh connection is safe.
+                    if attempt == 1 and _is_stale(exc):
+                        c.terminate()
+                        continue
+                    raise
+                try:
+                    yield c
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        if not c.is_closed():
+                            await c.execute("ROLLBACK")
+                    raise
+                await c.execute("ROLLBACK" if rollback else "COMMIT")
+                return
 
     def _fail(self, exc: BaseException) -> PgMcpError:
+        if isinstance(exc, asyncpg.InternalClientError) and not isinstance(exc, PgMcpError):
+            # asyncpg's protocol state machine tripped over a connection the server dropped
+            # ("cannot switch to state 12; another operation (2) is in progress").
+            return ConnectionFailed(
+                f"Connection to the database failed: the server ended the session mid-call ({exc}); retry the call"
+            )
         return from_postgres(exc, timeout_seconds=self.settings.query_timeout)
 
     def _record(

@@ -440,7 +440,10 @@ class ConnectionRegistry:
         try:
             yield raw
         except BaseException:
-            raw.mark_dirty()
+            # A connection lost mid-call (database restart) is already detached from its
+            # proxy: nothing to reset, and the original error must reach the caller.
+            with contextlib.suppress(AttributeError):
+                raw.mark_dirty()
             raise
         finally:
             await conn.pool.release(raw)
