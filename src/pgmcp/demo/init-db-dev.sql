@@ -478,5 +478,6 @@ COMMENT ON VIEW analytics.top_products IS 'Units and revenue of completed orders
 ANALYZE public.users, public.customers, public.customers_v2, public.products, public.inventory,
         public.orders, public.order_items, public.logs;
 
+DROP FUNCTION pg_temp.demo_rand(integer, bigint);
 RESET jit;
 RESET client_min_messages;
