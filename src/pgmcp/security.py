@@ -344,7 +344,9 @@ def _statement_node_names() -> frozenset[str]:
 
 
 # Walker dispatch: what a key of the JSON tree means.
-_K_FUNC, _K_STMT, _K_DEFN, _K_EXPLAIN, _K_LOCK, _K_INTO, _K_OBJNAME, _K_SKIP = range(8)
+_K_FUNC, _K_STMT, _K_DEFN, _K_EXPLAIN, _K_LOCK, _K_INTO, _K_OBJNAME, _K_SKIP, _K_RANGEVAR, _K_NAMES = range(
+    10
+)
 # Statements whose nested statements are definitions that do not run now.
 _DEFINITION_NODES: Final = frozenset(
     {
@@ -367,13 +369,22 @@ _DISPATCH: Final[dict[str, int]] = {
     "lockingClause": _K_LOCK,
     "intoClause": _K_INTO,
     "objname": _K_OBJNAME,
-    # Leaves with no expression inside: not worth a visit.
+    "RangeVar": _K_RANGEVAR,
+    # Leaves with no expression inside, not worth a visit: constants, column
+    # references, name lists (function, operator, type names), aliases, and type
+    # names (PostgreSQL refuses type modifiers that are not constants).
     "A_Const": _K_SKIP,
     "ColumnRef": _K_SKIP,
     "String": _K_SKIP,
     "Integer": _K_SKIP,
     "Float": _K_SKIP,
     "Boolean": _K_SKIP,
+    "funcname": _K_NAMES,  # lists of names (a dict under these keys is still visited:
+    "name": _K_NAMES,  # CreateOpClassItem.name is a function reference)
+    "names": _K_NAMES,
+    "alias": _K_SKIP,
+    "typeName": _K_SKIP,
+    "TypeName": _K_SKIP,
 }
 
 
@@ -462,55 +473,65 @@ def _walk(root: dict[str, Any]) -> _Tree:
 
     Visits every dict of the tree (iteratively: no recursion limit). ``runs`` is
     false below definitions that do not run now (view and rule bodies, function
-    bodies, the target of EXPLAIN without ANALYZE).
+    bodies, the target of EXPLAIN without ANALYZE); such subtrees are set aside
+    and walked after, so the hot loop carries no flag.
     """
     tree = _Tree()
     stmts, funcs, relations = tree.stmts, tree.funcs, tree.relations
-    stack: list[tuple[dict[str, Any], bool]] = [(root, True)]
-    pop, push, dispatch = stack.pop, stack.append, _DISPATCH.get
-    while stack:
-        node, runs = pop()
-        if "relname" in node:  # a RangeVar, wrapped or inline
-            relations.append(node)
-        for key, value in node.items():
-            kind_of_value = type(value)  # (a variable: keeps `value` typed Any for the handlers)
-            if kind_of_value is list:
-                code = dispatch(key)
-                if code == _K_OBJNAME:  # a function, aggregate or operator named by a statement
-                    tree.func_refs.append(_last_name(value))
-                    continue
-                if code == _K_LOCK and runs:
-                    tree.locks.extend(value)
-                for item in value:
-                    if type(item) is dict:
-                        push((item, runs))
-                    elif type(item) is list:
-                        push(({"": item}, runs))
-            elif kind_of_value is dict:
-                code = dispatch(key)
-                if code is None:
-                    push((value, runs))
-                elif code == _K_SKIP:
-                    continue
-                elif code == _K_FUNC:
-                    funcs.append((value, runs))
-                    push((value, runs))
-                elif code == _K_STMT:
-                    stmts.append((key, value, runs))
-                    push((value, runs))
-                elif code == _K_DEFN:
-                    stmts.append((key, value, runs))
-                    push((value, False))
-                elif code == _K_EXPLAIN:
-                    stmts.append((key, value, runs))
-                    query = value.get("query")
-                    if isinstance(query, dict):
-                        push((query, runs and _explain_analyzes(value)))
-                elif code == _K_INTO:
-                    tree.intos.append((value, runs))
-                    push((value, runs))
-                else:
-                    push((value, runs))
+    subtrees: list[tuple[dict[str, Any], bool]] = [(root, True)]
+    dispatch = _DISPATCH.get
+    while subtrees:
+        top, runs = subtrees.pop()
+        stack = [top]
+        pop, push = stack.pop, stack.append
+        while stack:
+            node = pop()
+            if "relname" in node:  # a RangeVar, inline (wrapped ones are caught below)
+                relations.append(node)
+            for key, value in node.items():
+                kind_of_value = type(value)  # (a variable: keeps `value` typed Any for the handlers)
+                if kind_of_value is dict:
+                    code = dispatch(key)
+                    if code is None:
+                        push(value)
+                    elif code == _K_SKIP:
+                        continue
+                    elif code == _K_FUNC:
+                        funcs.append((value, runs))
+                        push(value)
+                    elif code == _K_STMT:
+                        stmts.append((key, value, runs))
+                        push(value)
+                    elif code == _K_RANGEVAR:
+                        relations.append(value)  # its alias holds names only
+                    elif code == _K_DEFN:
+                        stmts.append((key, value, runs))
+                        subtrees.append((value, False))
+                    elif code == _K_EXPLAIN:
+                        stmts.append((key, value, runs))
+                        query = value.get("query")
+                        if isinstance(query, dict):
+                            subtrees.append((query, runs and _explain_analyzes(value)))
+                    elif code == _K_INTO:
+                        tree.intos.append((value, runs))
+                        push(value)
+                    else:
+                        push(value)
+                elif kind_of_value is list:
+                    code = dispatch(key)
+                    if code is not None:
+                        if code in (_K_SKIP, _K_NAMES):
+                            continue
+                        if code == _K_OBJNAME:  # a function, aggregate or operator named by a statement
+                            tree.func_refs.append(_last_name(value))
+                            continue
+                        if code == _K_LOCK and runs:
+                            tree.locks.extend(value)
+                    for item in value:
+                        if type(item) is dict:
+                            push(item)
+                        elif type(item) is list:
+                            push({"": item})
     return tree
 
 

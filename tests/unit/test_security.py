@@ -491,6 +491,8 @@ def test_temporary_table_dropped_at_commit_is_only_classified() -> None:
         ("CREATE OPERATOR ### (FUNCTION = pg_read_file, LEFTARG = text, RIGHTARG = bigint)", "pg_read_file"),
         ("CREATE CAST (int AS text) WITH FUNCTION pg_read_file(text)", "pg_read_file"),
         ("GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_file(text) TO public", "pg_read_file"),
+        ("CREATE OPERATOR CLASS c FOR TYPE text USING btree AS FUNCTION 1 pg_read_file(text)", "pg_read_file"),
+        ("SELECT x::varchar(10) FROM t WHERE (pg_read_file('x'))::text IS NULL", "pg_read_file"),
     ],
 )  # fmt: skip
 def test_blocked_functions_wherever_they_appear(query: str, name: str) -> None:
