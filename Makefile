@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run run-stdio test test-unit test-integration test-embedded check lint typecheck bench clean
+.PHONY: install run run-stdio test test-unit test-integration test-embedded check check-deployment lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -24,7 +24,7 @@ run-stdio: install
 
 ## Lint, type-check and run the whole suite against a real PostgreSQL (local 5432 if it answers,
 ## embedded otherwise), then the integration suite again on the embedded server.
-test: install check
+test: install check check-deployment
 	$(PYTEST) -q
 	@if [ -z "$$PGMCP_TEST_DSN" ] && [ "$$PGMCP_TEST_EMBEDDED" != "1" ]; then \
 		echo "== integration suite on the embedded PostgreSQL =="; \
@@ -41,6 +41,10 @@ test-embedded: install
 	PGMCP_TEST_EMBEDDED=1 $(PYTEST) -q tests/integration
 
 check: lint typecheck
+
+## Dockerfile, Compose, Kubernetes, scripts and SQL, validated without a Docker engine.
+check-deployment: install
+	bash scripts/check-deployment.sh
 
 lint: install
 	$(VENV)/bin/ruff check src tests
