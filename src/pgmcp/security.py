@@ -600,16 +600,17 @@ class Policy:
     ) -> None:
         if sensitive_tables_action not in ("warn", "block"):
             raise ValueError("sensitive_tables_action must be 'warn' or 'block'")
-        self.readonly_mode = readonly_mode
-        self.allowed_operations: frozenset[str] = frozenset(_words(allowed_operations))
-        self.blocked_keywords: tuple[str, ...] = tuple(dict.fromkeys(_words(blocked_keywords)))
-        self.max_query_length = max_query_length
-        self.sensitive_tables: frozenset[str] = frozenset(
+        # Read-only after construction (properties below): cached decisions depend on them.
+        self._readonly_mode = readonly_mode
+        self._allowed = frozenset(_words(allowed_operations))
+        self._blocked = tuple(dict.fromkeys(_words(blocked_keywords)))
+        self._max_query_length = max_query_length
+        self._sensitive = frozenset(
             t.strip().rsplit(".", 1)[-1].strip('"').lower() for t in sensitive_tables if t.strip()
         )
-        self.sensitive_tables_action = sensitive_tables_action
-        self.require_limit_for_select_star = require_limit_for_select_star
-        self._blocked_set = frozenset(self.blocked_keywords)
+        self._sensitive_action = sensitive_tables_action
+        self._require_limit = require_limit_for_select_star
+        self._blocked_set = frozenset(self._blocked)
         self._rules: list[Rule] = []
         self._cache: OrderedDict[tuple[str, bool, bool, str], Decision | _Refusal] = OrderedDict()
         self._cache_chars = 0
@@ -626,6 +627,31 @@ class Policy:
             sensitive_tables_action=settings.sensitive_tables_action,
             require_limit_for_select_star=settings.require_limit_for_select_star,
         )
+
+    @property
+    def readonly_mode(self) -> bool:
+        """READONLY_MODE: every call must be read-only."""
+        return self._readonly_mode
+
+    @property
+    def allowed_operations(self) -> frozenset[str]:
+        """ALLOWED_OPERATIONS, upper case."""
+        return self._allowed
+
+    @property
+    def blocked_keywords(self) -> tuple[str, ...]:
+        """BLOCKED_KEYWORDS, upper case, in the configured order."""
+        return self._blocked
+
+    @property
+    def max_query_length(self) -> int:
+        """MAX_QUERY_LENGTH, in characters."""
+        return self._max_query_length
+
+    @property
+    def sensitive_tables(self) -> frozenset[str]:
+        """SENSITIVE_TABLES, lower case, last name part."""
+        return self._sensitive
 
     def add_rule(self, rule: Rule) -> None:
         """Add a custom rule, run after every built-in check.
@@ -662,9 +688,9 @@ class Policy:
         invalid text), :class:`DatabaseError` (syntax error, SQLSTATE 42601) or
         :class:`QueryBlocked` (with ``reason``).
         """
-        if len(query) > self.max_query_length:
+        if len(query) > self._max_query_length:
             raise LimitExceeded(
-                f"Query too long: {len(query)} characters (MAX_QUERY_LENGTH is {self.max_query_length})"
+                f"Query too long: {len(query)} characters (MAX_QUERY_LENGTH is {self._max_query_length})"
             )
         key = (query, readonly, require_read, read_tool_hint)
         cache = self._cache
@@ -710,7 +736,7 @@ class Policy:
                     return _blocked(f"Query blocked: contains dangerous keyword '{word}'", "blocked_keyword")
 
         if not analysis.is_read:
-            if self.readonly_mode or readonly:
+            if self._readonly_mode or readonly:
                 return _blocked(
                     f"Query blocked: read-only mode allows only read statements (found {analysis.write_label})",
                     "readonly",
@@ -723,15 +749,15 @@ class Policy:
                 )
 
         for kind in analysis.kinds:
-            if kind not in self.allowed_operations:
+            if kind not in self._allowed:
                 return _blocked(f"Query blocked: operation '{kind}' is not allowed", "operation_not_allowed")
 
         warnings: list[str] = []
-        for table in sorted(analysis.tables & self.sensitive_tables):
-            if self.sensitive_tables_action == "block":
+        for table in sorted(analysis.tables & self._sensitive):
+            if self._sensitive_action == "block":
                 return _blocked(f"Query blocked: access to sensitive table '{table}'", "sensitive_table")
             warnings.append(f"Access to sensitive table: {table}")
-        if self.require_limit_for_select_star and analysis.select_star_without_limit:
+        if self._require_limit and analysis.select_star_without_limit:
             return _blocked(
                 "Query blocked: SELECT * without LIMIT (potential large dataset query; "
                 "REQUIRE_LIMIT_FOR_SELECT_STAR is on)",

@@ -241,6 +241,9 @@ CORPUS: list[Case] = [
         WRITE_WITH,
         "EXPLAIN ANALYZE of a DML CTE",
     ),
+    ("EXPLAIN ANALYSE DELETE FROM t", WRITE_WITH, "British spelling runs it too"),
+    ('EXPLAIN ("analyze") DELETE FROM t', WRITE_WITH, "quoted option name"),
+    ("EXPLAIN (ANALYZE 'yes') DELETE FROM t", WRITE_WITH, "an unusual value is taken as true"),
     (
         "EXPLAIN DELETE FROM t",
         WRITE_WITH,
