@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pgmcp.app import AppContext
 from pgmcp.config import Settings
@@ -147,8 +147,12 @@ def _payload(result: Any, tool: str) -> dict[str, Any]:
     return payload
 
 
-def _bind(fn: Callable[..., Awaitable[Any]], tool: str) -> Callable[..., Awaitable[dict[str, Any]]]:
-    """Run ``fn`` as tool ``tool``: its queries are attributed to it and their warnings returned."""
+def _bind(
+    fn: Callable[..., Awaitable[Any]], tool: str, output: type[BaseModel]
+) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """Run ``fn`` as tool ``tool``: its queries are attributed to it, their warnings returned,
+    and its result checked against its output schema (a mismatch is the plugin's bug: logged,
+    reported as an internal error, never mistaken for the caller's invalid input)."""
 
     @functools.wraps(fn)
     async def call(*args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -164,6 +168,14 @@ def _bind(fn: Callable[..., Awaitable[Any]], tool: str) -> Callable[..., Awaitab
             merged = list(given) if isinstance(given, list) else []
             merged += [w for w in dict.fromkeys(state.warnings) if w not in merged]
             payload["warnings"] = merged
+        payload.setdefault("success", True)
+        try:
+            output.model_validate(payload)
+        except ValidationError as exc:
+            raise TypeError(
+                f"tool {tool} returned a result that does not fit its output schema {output.__name__}: "
+                + "; ".join(f"{'.'.join(map(str, e['loc'])) or 'result'}: {e['msg']}" for e in exc.errors())
+            ) from None
         return payload
 
     return call
@@ -462,7 +474,9 @@ class PostgreSQLMCPServer:
                 "open_world_hint": open_world,
             }
         )
-        staged = _StagedTool(tool_name, _bind(fn, tool_name), description, annotations, output, untrusted)
+        staged = _StagedTool(
+            tool_name, _bind(fn, tool_name, output), description, annotations, output, untrusted
+        )
         if self._staging:
             self._staged_tools.append(staged)
         else:

@@ -133,6 +133,11 @@ def _tools_plugin(server: pgmcp.PostgreSQLMCPServer) -> None:
         """Raise a pgmcp error."""
         raise InvalidInput("start_date must be before end_date")
 
+    @server.tool(output=Total)
+    async def wrong_shape() -> dict[str, Any]:
+        """Return something that does not fit the declared output schema."""
+        return {"nope": 1}
+
     @server.tool()
     async def no_such_connection() -> dict[str, Any]:
         """Query a connection that does not exist."""
@@ -198,6 +203,11 @@ async def test_plugin_tools_answer_in_the_one_response_shape(
         is_error, data = await call(client, "refuse")
         assert is_error and data["error_type"] == "invalid_input"
         assert data["error"] == "start_date must be before end_date"
+
+        # the plugin's bug, not the caller's input
+        is_error, data = await call(client, "wrong_shape")
+        assert is_error and data["error_type"] == "database_error"
+        assert data["error"] == "Internal error in wrong_shape; the server log has the details"
 
         is_error, data = await call(client, "no_such_connection")
         assert is_error and data["error_type"] == "connection_not_found"
