@@ -14,6 +14,7 @@ import sys
 import types
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -429,3 +430,36 @@ async def test_business_events_of_a_plugin_appear_in_get_business_metrics_and_pr
         assert b'mcp_server_business_events_total{event_type="order_placed"} 2.0' in body
         is_error, data = await call(client, "get_business_metrics", window_seconds=7200)
         assert is_error and data["error_type"] == "invalid_input"
+
+
+# --- run_tests.py --------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_run_tests_passes_pytests_exit_code_through() -> None:
+    # 5 = pytest collected nothing: the runner neither hides it nor turns it into 0/1.
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run_tests.py"),
+            "unit",
+            "-k",
+            "no_test_has_this_name",
+            "-p",
+            "no:cacheprovider",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "deselected" in result.stdout
+
+
+def test_run_tests_refuses_an_unknown_target() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run_tests.py"), "everything"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "unknown target 'everything'" in result.stderr
