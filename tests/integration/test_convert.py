@@ -872,3 +872,13 @@ async def test_property_jsonb_round_trips_without_loss(db: asyncpg.Connection, v
     expected = _lossless(value)
     assert row["v"] == expected
     assert row["w"] == expected
+
+
+async def test_row_encoders_are_cached_by_column_list(db: asyncpg.Connection) -> None:
+    first = await db.prepare("SELECT 1 AS a, now() AS b")
+    again = await db.prepare("SELECT 2 AS a, now() - interval '1 day' AS b")
+    other = await db.prepare("SELECT 1 AS a, now() AS c")
+    encode = make_row_encoder(first.get_attributes())
+    assert make_row_encoder(again.get_attributes()) is encode
+    assert make_row_encoder(other.get_attributes()) is not encode
+    assert list(make_row_encoder(other.get_attributes())(await other.fetchrow())) == ["a", "c"]

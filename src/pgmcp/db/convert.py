@@ -841,13 +841,34 @@ def _column_encoder(pg_type: Any) -> _Encoder | None:
     return _scalar_encoder(name, builtin)
 
 
+_ENCODER_CACHE: dict[tuple[Any, ...], RowEncoder] = {}
+_ENCODER_CACHE_SIZE = 512
+
+
 def make_row_encoder(attributes: Sequence[Any]) -> RowEncoder:
     """Build once per statement the function turning a ``Record`` into ``{column: json}``.
 
     Keys are :func:`column_names` (duplicates suffixed ``_2``, ``_3`` …). The
     function is generated for this column list: identity columns are copied,
-    the others call their encoder when the value is not NULL.
+    the others call their encoder when the value is not NULL. Encoders are
+    cached by column list (asyncpg's ``Attribute``/``Type`` are value tuples),
+    so a repeated query does not build again.
     """
+    key = attributes if isinstance(attributes, tuple) else tuple(attributes)
+    try:
+        cached = _ENCODER_CACHE.get(key)
+    except TypeError:  # attributes that are not hashable: build every time
+        return _build_row_encoder(attributes)
+    if cached is not None:
+        return cached
+    encoder = _build_row_encoder(attributes)
+    if len(_ENCODER_CACHE) >= _ENCODER_CACHE_SIZE:
+        _ENCODER_CACHE.pop(next(iter(_ENCODER_CACHE)))  # drop the oldest
+    _ENCODER_CACHE[key] = encoder
+    return encoder
+
+
+def _build_row_encoder(attributes: Sequence[Any]) -> RowEncoder:
     names = column_names(attributes)
     encoders = [_column_encoder(attr.type) for attr in attributes]
     count = len(names)
