@@ -188,7 +188,7 @@ def from_postgres(exc: BaseException, *, timeout_seconds: float | None = None) -
 
 
 # Data exceptions that mean "this value does not fit its type": almost always a parameter.
-_BAD_VALUE_STATES = frozenset({"22P02", "22003", "22007", "22008", "22001", "22021", "2202E"})
+_BAD_VALUE_STATES = frozenset({"22000", "22P02", "22003", "22007", "22008", "22001", "22021", "2202E"})
 
 
 def _plain(exc: BaseException) -> str:
