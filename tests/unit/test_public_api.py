@@ -463,3 +463,41 @@ def test_run_tests_refuses_an_unknown_target() -> None:
     )
     assert result.returncode != 0
     assert "unknown target 'everything'" in result.stderr
+
+
+# --- documentation/EXTENDING.md cannot drift from the API ----------------------------------------
+
+EXTENDING = ROOT / "documentation" / "EXTENDING.md"
+
+
+def _python_blocks(text: str) -> list[str]:
+    return [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+
+
+def test_extending_guide_names_every_public_name_and_tool_option() -> None:
+    text = EXTENDING.read_text(encoding="utf-8")
+    for name in pgmcp.__all__:
+        if name != "__version__":
+            assert f"`{name}`" in text, f"documentation/EXTENDING.md does not mention {name}"
+    options = [p for p in inspect.signature(pgmcp.PostgreSQLMCPServer.tool).parameters if p != "self"]
+    for option in options:
+        assert f"`{option}`" in text, f"documentation/EXTENDING.md does not describe tool({option}=...)"
+    example = (ROOT / "examples" / "revenue_plugin" / "pyproject.toml").read_text(encoding="utf-8")
+    assert '[project.entry-points."pgmcp.plugins"]\nrevenue = "pgmcp_revenue"' in example
+    assert '[project.entry-points."pgmcp.plugins"]\nrevenue = "pgmcp_revenue"' in text
+
+
+def test_extending_guide_rule_example_warns_and_blocks_as_documented() -> None:
+    from pgmcp.security import Policy
+
+    block = next(
+        b for b in _python_blocks(EXTENDING.read_text(encoding="utf-8")) if "def no_secret_plans" in b
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(block, str(EXTENDING), "exec"), namespace)
+    policy = Policy()
+    policy.add_rule(namespace["no_secret_plans"])
+    with pytest.raises(QueryBlocked, match="^Query blocked: secret_plans is off limits to agents$"):
+        policy.check("SELECT * FROM secret_plans")
+    assert policy.check("SELECT count(*) FROM logs").warnings == ("Reading logs: mind personal data",)
+    assert policy.check("SELECT 'logs', 'secret_plans'").warnings == ()
