@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-JsonScalar = str | int | float | bool | None
-ParamValue = str | int | float | bool | list[JsonScalar] | dict[str, Any] | None
+# Array elements are any JSON (2-D arrays, NULLs, jsonb arrays of objects): convert_params checks
+# them against the type PostgreSQL infers for the parameter.
+ParamValue = str | int | float | bool | list[Any] | dict[str, Any] | None
 
 ConnectionId = Annotated[
     str,
