@@ -590,3 +590,13 @@ async def test_skip_broken_starts_with_a_warning_and_without_that_plugins_tools(
     assert skipped[0]["error"].endswith("failed at register: RuntimeError: second step failed")
     assert "ModuleNotFoundError" in skipped[1]["error"]
     assert [e["plugin"] for e in logs if e["event"] == "plugin_loaded"] == ["pgmcp_revenue"]
+
+
+async def test_a_plugin_tools_text_result_is_wrapped_as_untrusted_data(client: Client) -> None:
+    result = await client.call_tool("calculate_revenue_metrics", {"connection_id": "default", **Q1})
+    text = result.content[0].text  # type: ignore[union-attr]
+    opening = text.index("<untrusted-data-")
+    tag = text[opening + 1 : text.index(">", opening)]
+    assert text.rstrip().endswith(f"</{tag}>")
+    inner = text[text.index(">", opening) + 1 : text.rindex(f"</{tag}>")]
+    assert json.loads(inner) == result.structured_content
