@@ -37,7 +37,7 @@ from structlog.typing import EventDict, FilteringBoundLogger, Processor, Wrapped
 
 from pgmcp.errors import _registered_secrets, mask_secrets
 
-__all__ = ["configure_logging", "get_logger", "redact", "redact_text"]
+__all__ = ["configure_logging", "emit", "get_logger", "redact", "redact_text"]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -263,10 +263,12 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 _generation = 0  # bumped by every configuration; _Logger rebuilds when it changed
+_threshold = logging.INFO  # the configured level, for emit()
 
 
 def _configure_structlog(numeric: int) -> None:
-    global _generation
+    global _generation, _threshold
+    _threshold = numeric
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         _add_level,
@@ -325,3 +327,22 @@ def get_logger(name: str | None = None) -> FilteringBoundLogger:
     if not structlog.is_configured():
         _configure_structlog(logging.INFO)
     return cast(FilteringBoundLogger, _Logger(name))
+
+
+def emit(logger: str, level: str, event: str, **fields: Any) -> None:
+    """One line as ``get_logger(logger).<level>(event, **fields)`` writes it, for per-call events.
+
+    Same level filter, same shape (``timestamp``, ``level``, ``event``, ``logger``,
+    then ``fields``), same redaction (secret-named keys dropped, string values
+    masked), but without structlog's processor chain: a fifth of the cost, which
+    matters for a line written on every tool call. ``fields`` must be JSON scalars.
+    structlog context variables are not merged (pgmcp binds none).
+    """
+    if _LEVELS[level] < _threshold:
+        return
+    line: dict[str, Any] = {"timestamp": None, "level": _LEVEL_NAMES[level], "event": event, "logger": logger}
+    _add_timestamp(None, level, line)
+    for key, value in fields.items():
+        if not _is_secret_key(key):
+            line[key] = redact_text(value) if type(value) is str else value
+    _write(orjson.dumps(line, default=_fallback).decode())
