@@ -1,10 +1,13 @@
 """The query policy: parse with PostgreSQL's own grammar, classify, decide. No I/O.
 
 Every statement a tool is about to send is first given to :meth:`Policy.check`.
-It is parsed by libpg_query (through :mod:`pglast`), never matched with regular
-expressions or substring search, and refused with a :class:`~pgmcp.errors.QueryBlocked`
-(whose ``reason`` is a metric label) or allowed with a :class:`Decision` that
-says what kind of statement it is and whether it can change data.
+It is parsed by libpg_query (through :mod:`pglast`) and refused with a
+:class:`~pgmcp.errors.QueryBlocked` (whose ``reason`` is a metric label) or
+allowed with a :class:`Decision` that says what kind of statement it is and
+whether it can change data. No decision comes from regular expressions or
+substring search on the text: only the parse tree and the scanner's tokens
+decide (one byte search merely skips running the scanner when no blocked word
+can be a token, see ``_could_be_keyword``).
 
 Checks run in this order, so that messages are predictable (SPEC §4):
 
@@ -12,7 +15,9 @@ Checks run in this order, so that messages are predictable (SPEC §4):
    before any parsing. A NUL character or a lone surrogate is :class:`InvalidInput`
    (libpg_query would silently stop reading at a NUL).
 2. **Parse** — a syntax error is :class:`DatabaseError` with PostgreSQL's own
-   message (``syntax error at or near "SELEC"``) and SQLSTATE ``42601``.
+   message (``syntax error at or near "SELEC"``) and SQLSTATE ``42601``. A
+   statement nested more than ~1000 levels deep cannot be checked and is refused
+   (``too_complex``).
 3. **Exactly one statement** — ``empty`` / ``multi_statement``. ``SELECT 1;;``
    is one statement; ``SELECT 1; COMMIT; DROP TABLE t`` is three and is refused
    before anything else is looked at (the classic way to end a READ ONLY wrapper).
@@ -72,7 +77,8 @@ Statements (when they are the statement, or run as part of it):
 * ``PREPARE`` / ``EXECUTE`` / ``DEALLOCATE``, ``DECLARE`` / ``FETCH`` / ``MOVE`` /
   ``CLOSE``, ``LISTEN`` / ``UNLISTEN`` / ``NOTIFY``, ``DISCARD``: session state
   that outlives the call on a pooled connection (or hides the statement that
-  really runs, for EXECUTE), and messages to other sessions.
+  really runs, for EXECUTE — refused even under a plain EXPLAIN), and messages
+  to other sessions.
 * ``LOAD`` (loads a shared library into the server), ``CHECKPOINT``, ``ALTER SYSTEM``
   (rewrites postgresql.auto.conf).
 * ``CREATE/ALTER EXTENSION`` (runs extension scripts, installs e.g. adminpack,
@@ -132,14 +138,33 @@ What this layer cannot see
 * Objects reached through names in strings (``'users'::regclass``,
   ``table_to_xml('users', ...)``): :attr:`Decision.tables` lists only relations
   the grammar names, and scopes are not resolved (a CTE named like a table counts).
-* The parser assumes ``standard_conforming_strings = on`` (PostgreSQL's default):
-  the database layer must keep it on for its connections, or a backslash could
-  end a string literal differently for the server than for this parser.
+* The parser assumes ``standard_conforming_strings = on`` (PostgreSQL's default).
+  With it off, ``SELECT 'a\\' , ' , pg_ls_dir($$.$$) --'`` is two string literals
+  here and a call of ``pg_ls_dir`` for the server: the database layer must
+  connect with ``standard_conforming_strings=on`` in the startup packet
+  (``server_settings``), which neither ``ALTER ROLE/DATABASE ... SET`` nor
+  ``RESET ALL`` undo, and callers cannot change (SET, ``set_config`` and writes
+  to ``pg_settings`` are refused here).
 * The grammar is PostgreSQL 18's; something may parse here and be refused by an
   older server: that is the server's ``database_error``.
 
-The database is the last guarantee: reads run in a READ ONLY transaction with
-``statement_timeout``, and rows are capped. This module is the first.
+Layers, and what each guarantees
+--------------------------------
+1. **This module** (before anything reaches the database): one statement; no
+   transaction control, session state, server files, programs, other servers
+   or other sessions, as listed above; kinds and keywords as configured; reads
+   told from writes — ``is_read`` means the statement itself changes nothing,
+   apart from what user-defined function bodies do.
+2. **The READ ONLY transaction** every read runs in (the database layer): stops
+   writes from anywhere, including function bodies this module cannot see — but
+   not what READ ONLY lets through (``set_config``, advisory locks,
+   ``pg_terminate_backend``, dblink ...), which is why layer 1 blocks those.
+3. **statement_timeout and the row cap** (the database layer): bound the time
+   and memory any statement, allowed or not, can take.
+4. **Privileges** of the database role: the last word on everything.
+
+``tests/integration/test_policy_readonly_property.py`` checks layers 1 and 2
+together and layer 1 alone on a real PostgreSQL.
 """
 
 from __future__ import annotations
