@@ -84,7 +84,8 @@ class Health:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "is_healthy": bool(self.is_healthy),
+            # None: not probed yet (the health report counts it neither way).
+            "is_healthy": self.is_healthy,
             "latency_ms": self.latency_ms,
             "last_checked": self.last_checked,
             "error": self.error,
@@ -170,6 +171,7 @@ class ConnectionRegistry:
         self._connections: dict[str, Connection] = {}
         self._lock = asyncio.Lock()
         self._probe_task: asyncio.Task[None] | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
         self.on_change: list[Callable[[], None]] = []
 
     # --- lookup ---------------------------------------------------------------
@@ -362,9 +364,8 @@ class ConnectionRegistry:
         before = conn.health.is_healthy
         start = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
-                async with conn.pool.acquire() as c:
-                    version = await c.fetchval("SELECT current_setting('server_version')")
+            async with asyncio.timeout(timeout), self.acquire(conn) as c:
+                version = await c.fetchval("SELECT current_setting('server_version')")
             conn.health = Health(
                 is_healthy=True,
                 latency_ms=round((time.perf_counter() - start) * 1000, 3),
@@ -417,6 +418,8 @@ class ConnectionRegistry:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe_task
             self._probe_task = None
+        if self._releasing:  # connections of abandoned calls, being cancelled and reset
+            await asyncio.wait(set(self._releasing), timeout=self._settings.connection_timeout + 1)
         conns = list(self._connections.values())
         self._connections.clear()
         await asyncio.gather(*(self._close_pool(c) for c in conns), return_exceptions=True)
@@ -428,6 +431,13 @@ class ConnectionRegistry:
         try:
             raw = await conn.pool.acquire(timeout=timeout)
         except TimeoutError:
+            if conn.pool.get_size() < conn.pool_size:
+                # asyncpg hands out a free slot at once, so a slot without a connection means
+                # the time went into connecting: the database is slow or hung, not the pool full.
+                raise ConnectionFailed(
+                    f"Could not connect to {conn.spec.host}:{conn.spec.port}/{conn.spec.database} for "
+                    f"'{conn.connection_id}' within CONNECTION_TIMEOUT={timeout:g} seconds"
+                ) from None
             raise LimitExceeded(
                 f"No connection of pool '{conn.connection_id}' became free within "
                 f"CONNECTION_TIMEOUT={timeout:g} seconds (pool size {conn.pool_size}); retry later "
@@ -437,16 +447,35 @@ class ConnectionRegistry:
             raise
         except Exception as exc:
             raise from_postgres(exc) from exc
+        abandoned = False
         try:
             yield raw
-        except BaseException:
+        except BaseException as exc:
             # A connection lost mid-call (database restart) is already detached from its
             # proxy: nothing to reset, and the original error must reach the caller.
             with contextlib.suppress(AttributeError):
                 raw.mark_dirty()
+            abandoned = isinstance(exc, asyncio.CancelledError | TimeoutError)
             raise
         finally:
-            await conn.pool.release(raw)
+            if abandoned:
+                # The caller gave up mid-statement (client gone, deadline passed, shutdown):
+                # asyncpg cancels the statement in the database and the reset rolls back; let
+                # that finish in the background so a slow or hung server cannot hold the caller.
+                task = asyncio.get_running_loop().create_task(self._release(conn, raw))
+                self._releasing.add(task)
+                task.add_done_callback(self._releasing.discard)
+            else:
+                await self._release(conn, raw)
+
+    async def _release(self, conn: Connection, raw: PgMcpConnection) -> None:
+        """Return a connection; one that cannot be cancelled and reset within CONNECTION_TIMEOUT is closed."""
+        try:
+            await conn.pool.release(raw, timeout=self._settings.connection_timeout)
+        except (Exception, asyncio.CancelledError) as exc:  # asyncpg has terminated it already
+            log.warning(
+                "connection_discarded", connection_id=conn.connection_id, error=str(exc) or type(exc).__name__
+            )
 
 
 def _now() -> str:
