@@ -44,6 +44,7 @@ from tests.conftest import PgServer
 
 __all__ = [
     "FaultProxy",
+    "HealthPoller",
     "HungServer",
     "PgmcpProcess",
     "RestartablePostgres",
@@ -238,7 +239,12 @@ class HungServer:
 
 
 class FaultProxy:
-    """A TCP proxy to ``target``; ``hang()`` stops all traffic (both ways, new connections too)."""
+    """A TCP proxy to ``target`` (host and port, or a unix-socket directory and port).
+
+    ``hang()`` stops all traffic, both ways and for new connections too: the
+    database still accepts TCP connections but never answers. ``resume()`` lets
+    everything through again.
+    """
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
@@ -280,7 +286,12 @@ class FaultProxy:
             if self._stop.is_set():
                 return
         try:
-            upstream = socket.create_connection(self.target, timeout=5)
+            host, port = self.target
+            if host.startswith("/"):  # the embedded server listens on a unix socket only
+                upstream = socket.socket(socket.AF_UNIX)
+                upstream.connect(f"{host}/.s.PGSQL.{port}")
+            else:
+                upstream = socket.create_connection(self.target, timeout=5)
         except OSError:
             client.close()
             return
@@ -332,6 +343,44 @@ class FaultProxy:
         self.close()
 
 
+class HealthPoller:
+    """Polls ``GET /health`` from a thread of its own and records each answer's latency."""
+
+    def __init__(self, url: str, interval: float = 0.02) -> None:
+        self.url = f"{url}/health"
+        self.interval = interval
+        self.latencies_ms: list[float] = []
+        self.statuses: list[int] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="health-poller")
+
+    def _run(self) -> None:
+        with httpx2.Client() as http:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                try:
+                    response = http.get(self.url, timeout=5)
+                except httpx2.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                else:
+                    self.latencies_ms.append((time.perf_counter() - started) * 1000)
+                    self.statuses.append(response.status_code)
+                self._stop.wait(self.interval)
+
+    def __enter__(self) -> HealthPoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def median_ms(self) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[len(ordered) // 2]
+
+
 # --- pgmcp as a real process --------------------------------------------------------
 
 
@@ -349,6 +398,7 @@ class PgmcpProcess:
 
     def __init__(self, db: PgServer | None, *, stdio: bool = False, **settings: Any) -> None:
         self.port = free_port()
+        self.startup_seconds = 0.0
         values: dict[str, str] = {"HEALTH_CHECK_INTERVAL": "3600", "MCP_LOG_LEVEL": "INFO"}
         if db is not None:
             values.update(db.env())
@@ -361,6 +411,7 @@ class PgmcpProcess:
             args += ["--transport", "stdio"]
         else:
             args += ["--transport", "http", "--host", "127.0.0.1", "--port", str(self.port)]
+        self._spawned = time.monotonic()
         self.proc = subprocess.Popen(
             args,
             cwd=ROOT,
@@ -375,6 +426,7 @@ class PgmcpProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def wait_healthy(self, timeout: float = 30) -> None:
+        """Until /health answers; ``startup_seconds`` is how long that took from spawning."""
         deadline = time.monotonic() + timeout
         async with httpx2.AsyncClient() as http:
             while time.monotonic() < deadline:
@@ -383,6 +435,7 @@ class PgmcpProcess:
                 with contextlib.suppress(httpx2.TransportError):
                     response = await http.get(f"{self.url}/health", timeout=2)
                     if response.status_code in (200, 503):
+                        self.startup_seconds = time.monotonic() - self._spawned
                         return
                 await asyncio.sleep(0.05)
         raise AssertionError(f"pgmcp did not answer /health within {timeout} s:\n{self.logs()}")

@@ -24,6 +24,7 @@ returns to the pool.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -43,6 +44,7 @@ from pgmcp.errors import (
     LimitExceeded,
     PgMcpError,
     QueryBlocked,
+    QueryTimeout,
     from_postgres,
 )
 from pgmcp.monitoring import Monitor
@@ -87,7 +89,8 @@ class StatementFailed(PgMcpError):
         self.index = index
         self.error = error
         self.error_type = error.error_type  # type: ignore[misc]
-        self.extra = {"committed": False, "rolled_back": True, "failed_index": index}
+        # error.extra may say that a COMMIT's outcome is unknown (connection lost while committing).
+        self.extra = {"committed": False, "rolled_back": True, "failed_index": index, **error.extra}
 
 
 async def _prepare(conn: PgMcpConnection, query: str) -> asyncpg.prepared_stmt.PreparedStatement:
@@ -108,6 +111,27 @@ def _is_stale(exc: BaseException) -> bool:
         return True
     sqlstate = getattr(exc, "sqlstate", None) or ""
     return sqlstate.startswith("08") or sqlstate in {"57P01", "57P02"}
+
+
+def _no_answer(deadline: float | None, in_doubt: bool, cause: PgMcpError | None = None) -> PgMcpError:
+    """The error of a call whose database stopped answering (or vanished) mid-transaction."""
+    if deadline is not None:
+        err: PgMcpError = QueryTimeout(
+            f"The database did not answer within {deadline:g} seconds (QUERY_TIMEOUT per statement plus "
+            "CONNECTION_TIMEOUT): it may be hung or unreachable. The connection was closed"
+        )
+    else:
+        err = cause or ConnectionFailed("Connection to the database failed")
+    if in_doubt:
+        # The COMMIT was sent and no answer came back: only the database knows whether it took effect.
+        err = type(err)(
+            f"{str(err).rstrip('.')}; the COMMIT was sent but its outcome is unknown: check the data "
+            "before retrying"
+        )
+        err.extra = {"committed": None, "rolled_back": False, "commit_outcome": "unknown"}
+    else:
+        err = type(err)(f"{str(err).rstrip('.')}; nothing was committed") if deadline is not None else err
+    return err
 
 
 def _status_count(status: str | None) -> int | None:
@@ -172,33 +196,52 @@ class Executor:
 
     @contextlib.asynccontextmanager
     async def _transaction(
-        self, conn: Connection, *, readonly: bool, rollback: bool = False
+        self, conn: Connection, *, readonly: bool, rollback: bool = False, statements: int = 1
     ) -> AsyncIterator[PgMcpConnection]:
         mode = "READ ONLY" if readonly else "READ WRITE"
         # One round trip: both are our own text, never a caller's.
         begin = (
             f"BEGIN ISOLATION LEVEL READ COMMITTED {mode}; SET LOCAL statement_timeout = {self._timeout_ms}"
         )
+        # The database stops each statement at QUERY_TIMEOUT; this deadline is for a database
+        # that stops answering altogether (hung, or the network gone), where statement_timeout
+        # never fires and the call would otherwise wait forever.
+        deadline = self.settings.query_timeout * max(statements, 1) + self.settings.connection_timeout
         for attempt in (1, 2):
             async with self.registry.acquire(conn) as c:
+                phase = "BEGIN"
                 try:
-                    await c.execute(begin)
+                    async with asyncio.timeout(deadline) as budget:
+                        try:
+                            await c.execute(begin)
+                        except Exception as exc:
+                            # A pooled connection the database dropped while it sat idle (a restart)
+                            # can still look open for a moment. Nothing of the caller's has run yet,
+                            # so one retry on a fresh connection is safe.
+                            if attempt == 1 and _is_stale(exc):
+                                c.terminate()
+                                continue
+                            raise
+                        phase = "statement"
+                        try:
+                            yield c
+                        except BaseException:
+                            with contextlib.suppress(Exception):
+                                if not c.is_closed():
+                                    await c.execute("ROLLBACK")
+                            raise
+                        phase = "COMMIT"
+                        await c.execute("ROLLBACK" if rollback else "COMMIT")
+                except TimeoutError:
+                    if not budget.expired():
+                        raise
+                    c.terminate()  # its state is unknown; the database rolls back what was open
+                    in_doubt = phase == "COMMIT" and not (rollback or readonly)
+                    raise _no_answer(deadline, in_doubt) from None
                 except Exception as exc:
-                    # A pooled connection the database dropped while it sat idle (a restart) can
-                    # still look open for a moment. Nothing of the caller's has run yet, so one
-                    # retry on a fresh connection is safe.
-                    if attempt == 1 and _is_stale(exc):
-                        c.terminate()
-                        continue
+                    if phase == "COMMIT" and not (rollback or readonly) and _is_stale(exc):
+                        raise _no_answer(None, True, self._fail(exc)) from exc
                     raise
-                try:
-                    yield c
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        if not c.is_closed():
-                            await c.execute("ROLLBACK")
-                    raise
-                await c.execute("ROLLBACK" if rollback else "COMMIT")
                 return
 
     def _fail(self, exc: BaseException) -> PgMcpError:
@@ -385,7 +428,7 @@ class Executor:
         started = time.perf_counter()
         index = 0
         try:
-            async with self._transaction(conn, readonly=readonly) as c:
+            async with self._transaction(conn, readonly=readonly, statements=len(queries)) as c:
                 for index, (query, params) in enumerate(queries):
                     step_started = time.perf_counter()
                     try:
@@ -462,7 +505,7 @@ class Executor:
         readonly = self.readonly_for(conn) or decision.is_read
         started = time.perf_counter()
         try:
-            async with self._transaction(conn, readonly=readonly) as c:
+            async with self._transaction(conn, readonly=readonly, statements=len(params_list) + 2) as c:
                 stmt = await _prepare(c, query)
                 types = stmt.get_parameters()
                 rows: list[list[Any]] = []
