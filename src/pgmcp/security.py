@@ -721,7 +721,10 @@ class Policy:
         cache = self._cache
         hit = cache.get(key)
         if hit is not None:
-            cache.move_to_end(key)
+            try:  # noqa: SIM105 (cheaper than contextlib.suppress on this hot path)
+                cache.move_to_end(key)
+            except KeyError:  # evicted meanwhile by another thread: the hit stands
+                pass
             if isinstance(hit, _Refusal):
                 raise hit.error()
             return hit
@@ -798,7 +801,7 @@ class Policy:
             warnings=tuple(warnings),
         )
         for rule in self._rules:
-            try:
+            try:  # noqa: SIM105 (cheaper than contextlib.suppress on this hot path)
                 risks = list(rule(query, decision))
             except PgMcpError:
                 raise  # a rule may refuse by raising our own errors
