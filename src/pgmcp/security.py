@@ -801,7 +801,7 @@ class Policy:
             warnings=tuple(warnings),
         )
         for rule in self._rules:
-            try:  # noqa: SIM105 (cheaper than contextlib.suppress on this hot path)
+            try:
                 risks = list(rule(query, decision))
             except PgMcpError:
                 raise  # a rule may refuse by raising our own errors
