@@ -134,6 +134,20 @@ def _no_answer(deadline: float | None, in_doubt: bool, cause: PgMcpError | None 
     return err
 
 
+async def _fetch_at_most(
+    conn: PgMcpConnection, stmt: asyncpg.prepared_stmt.PreparedStatement, args: Sequence[Any], limit: int
+) -> list[asyncpg.Record]:
+    """At most ``limit`` rows of ``stmt`` in one round trip: Bind and Execute(limit) on the unnamed portal.
+
+    What asyncpg's cursor sends too, but its named portal then costs a second round
+    trip to close; the unnamed one needs none (COMMIT or the next statement drops it).
+    Never more than ``limit`` rows are read, whatever the result's size.
+    """
+    rows: list[asyncpg.Record]
+    rows, _status, _completed = await conn._protocol.bind_execute(stmt._state, args, "", limit, True, None)
+    return rows
+
+
 def _status_count(status: str | None) -> int | None:
     """Rows affected from a command tag such as ``INSERT 0 3`` or ``UPDATE 2``."""
     if not status:
@@ -308,10 +322,7 @@ class Executor:
                 attributes = stmt.get_attributes()
                 records: list[asyncpg.Record] = []
                 if attributes:
-                    async for record in stmt.cursor(*args, prefetch=size + 1):
-                        records.append(record)
-                        if len(records) > size:
-                            break
+                    records = await _fetch_at_most(c, stmt, args, size + 1)
                     row_count_db = None
                 else:
                     await stmt.fetch(*args)
