@@ -57,8 +57,8 @@ Classification
   run; X's kinds and keywords still meet BLOCKED_KEYWORDS. ``EXPLAIN ANALYZE X``
   runs X: its kinds are {EXPLAIN} + X's kinds, so X must be allowed, and it is a
   write when X is (:attr:`Decision.analyze_target_is_write`).
-* ``COPY`` is kind COPY plus the kinds of its query, never read (it cannot run
-  through a cursor).
+* ``COPY`` would be kind COPY plus the kinds of its query, never read; but every
+  COPY is refused (below).
 
 Always blocked, and why
 -----------------------
@@ -89,7 +89,10 @@ Statements (when they are the statement, or run as part of it):
   ``USER MAPPING``, ``IMPORT FOREIGN SCHEMA``, ``CREATE/ALTER FOREIGN TABLE``:
   they reach other servers or server files. ``CREATE TABLESPACE`` (a server directory).
 * ``COPY ... TO/FROM 'file'`` and ``COPY ... PROGRAM`` (server files, shell
-  commands). ``COPY ... TO STDOUT / FROM STDIN`` is only classified (kind COPY).
+  commands), and every other COPY too: ``TO STDOUT`` / ``FROM STDIN`` need the
+  COPY sub-protocol, which no tool speaks — sent as a statement it leaves the
+  pooled connection waiting for COPY data until a timeout. SELECT and INSERT
+  (``batch_execute``) do the same work.
 * Temporary tables, views and sequences (``CREATE TEMP ...``, ``SELECT INTO TEMP``,
   objects in ``pg_temp``) unless ``ON COMMIT DROP``: they outlive the call on a
   pooled connection and shadow real tables of the same name for the next caller.
@@ -1072,6 +1075,11 @@ def _is_lasting_temp(rel: Any, on_commit: Any) -> bool:
 def _blocked_statement_detail(node: str, body: dict[str, Any]) -> str | None:
     if node == "CopyStmt" and (body.get("is_program") or body.get("filename")):
         return "Query blocked: COPY to or from a server file or program is not allowed"
+    if node == "CopyStmt":
+        return (
+            "Query blocked: COPY is not allowed (its data cannot travel through the tools; "
+            "use SELECT to read and batch_execute to load rows)"
+        )
     if node == "CreateStmt" and _is_lasting_temp(body.get("relation"), body.get("oncommit")):
         return _TEMP_MESSAGE
     if node == "CreateTableAsStmt":
