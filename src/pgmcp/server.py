@@ -9,12 +9,13 @@ message.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from mcp.server.mcpserver import Context, MCPServer
@@ -135,6 +136,31 @@ class PgMcpServer(MCPServer[Any]):
     app_context: AppContext | None = None
     _tools_cache: tuple[int, list[Any]] | None = None
 
+    async def run_stdio_async(self) -> None:
+        """Serve MCP over stdin/stdout, on the event loop when they are pipes or sockets.
+
+        The SDK's stdio transport reads and writes through anyio's thread-backed files:
+        two worker-thread hand-offs per call, the largest per-call CPU cost over stdio
+        in the profile (benchmarks/README.md). MCP clients launch servers with pipes,
+        which asyncio serves without threads; anything else (a terminal, a file) keeps
+        the SDK's transport. Meanwhile fd 0 and 1 point at /dev/null and stderr, as
+        the SDK arranges, so stray output from a library cannot corrupt the wire.
+        """
+        pipes = await _open_stdio_pipes()
+        if pipes is None:
+            await super().run_stdio_async()
+            return
+        from mcp.server.stdio import stdio_server
+
+        lines, out, restore = pipes
+        try:
+            async with stdio_server(stdin=cast(Any, lines), stdout=cast(Any, out)) as (read, write):
+                lowlevel = self._lowlevel_server
+                await lowlevel.run(read, write, lowlevel.create_initialization_options())
+        finally:
+            restore()
+            await out.close()
+
     async def list_tools(self) -> list[Any]:
         tools = await super().list_tools()
         if self._tools_cache is None or self._tools_cache[0] != len(tools):
@@ -179,6 +205,7 @@ def register_tool(
     annotations: ToolAnnotations | None = None,
     output: type[BaseModel] | None = None,
     untrusted: bool = False,
+    validate_output: bool = True,
 ) -> None:
     """Register ``fn`` as an MCP tool with pgmcp's error shape, tool-call metrics and audit.
 
@@ -243,9 +270,26 @@ def register_tool(
         annotations=annotations,
         structured_output=output is not None,
     )
+    if not validate_output:
+        _advertise_without_validating(server, tool_name)
 
 
 _CTX_PARAM = "pgmcp_context"
+
+
+def _advertise_without_validating(server: PgMcpServer, tool_name: str) -> None:
+    """Keep the tool's output schema in tools/list, but stop the SDK re-validating every result.
+
+    With an output model the SDK validates each returned ``structured_content``
+    against it (``FuncMetadata.convert_result``): pydantic work proportional to the
+    result, on every call, for payloads our own code builds to that model. A schema
+    without a model is advertised but not validated (the SDK's documented rule), so
+    the model is dropped after registration. tests/integration/test_output_schemas.py
+    checks real results against the advertised schemas instead.
+    """
+    tool = server._tool_manager.get_tool(tool_name)
+    if tool is not None and tool.fn_metadata.output_schema is not None:
+        tool.fn_metadata.output_model = None
 
 
 def _principal(ctx: Any) -> Principal:
@@ -319,7 +363,15 @@ def build_server(app: AppContext) -> PgMcpServer:
     for fn, tool_annotations, output, untrusted in specs:
         if enabled is not None and fn.__name__ not in enabled:
             continue
-        register_tool(server, app, fn, annotations=tool_annotations, output=output, untrusted=untrusted)
+        register_tool(
+            server,
+            app,
+            fn,
+            annotations=tool_annotations,
+            output=output,
+            untrusted=untrusted,
+            validate_output=False,
+        )
 
     register_resources(server, app, schema)
     register_prompts(server)
@@ -354,3 +406,93 @@ def register_resources(server: PgMcpServer, app: AppContext, schema: SchemaTools
     )
     async def connection_list() -> str:
         return _dumps({"connections": [c.describe() for c in app.registry.all()]})
+
+
+# --- stdio on the event loop ---------------------------------------------------------------
+
+_STDIO_LINE_LIMIT = 1 << 30  # one JSON-RPC message per line; the client is our parent, not a stranger
+
+
+class _PipeLines:
+    """The stdin side for the SDK's ``stdio_server``: an async iterator of text lines."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+
+    def __aiter__(self) -> _PipeLines:
+        return self
+
+    async def __anext__(self) -> str:
+        line: bytes = await self._reader.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line.decode("utf-8", errors="replace")
+
+
+class _PipeOut:
+    """The stdout side for the SDK's ``stdio_server``: ``write`` then ``flush`` per message."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+
+    async def write(self, text: str) -> None:
+        self._writer.write(text.encode("utf-8"))
+
+    async def flush(self) -> None:
+        await self._writer.drain()
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
+
+
+async def _open_stdio_pipes() -> tuple[_PipeLines, _PipeOut, Callable[[], None]] | None:
+    """Private duplicates of fd 0 and 1 served by asyncio, or None when they are not pipes/sockets.
+
+    Returns the line reader, the writer and a function that points fd 0 and 1 back
+    at the wire (they point at /dev/null and stderr until then).
+    """
+    import asyncio
+    import os
+    import stat
+    import sys
+
+    if sys.platform == "win32":
+        return None
+    import fcntl
+
+    try:
+        if not all(
+            stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) for mode in (os.fstat(0).st_mode, os.fstat(1).st_mode)
+        ):
+            return None
+        in_fd = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
+        out_fd = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
+    except OSError:
+        return None
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=_STDIO_LINE_LIMIT)
+    # The transports own the duplicates and close them.
+    read_transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(in_fd, "rb", buffering=0)
+    )
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(out_fd, "wb", buffering=0)
+    )
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    # Divert the standard descriptors while the private duplicates carry the wire.
+    saved_in, saved_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+
+    def restore() -> None:
+        read_transport.close()
+        for saved, fd in ((saved_in, 0), (saved_out, 1)):
+            with contextlib.suppress(OSError):
+                os.dup2(saved, fd)
+                os.close(saved)
+
+    return _PipeLines(reader), _PipeOut(writer), restore
