@@ -362,6 +362,12 @@ class ConnectionRegistry:
     async def probe(self, conn: Connection, *, timeout: float) -> Health:
         """Run ``SELECT version()`` on one connection and update its cached health."""
         before = conn.health.is_healthy
+        stats = conn.pool_stats()
+        if stats["idle_connections"] == 0 and stats["size"] >= conn.pool_size:
+            # Every connection is serving a call. Waiting for one would report a busy pool as a
+            # dead database, and fail Kubernetes probes exactly when load peaks. A database that
+            # stops answering those calls is caught by their deadline, which frees the pool.
+            return conn.health
         start = time.perf_counter()
         try:
             async with asyncio.timeout(timeout), self.acquire(conn) as c:
