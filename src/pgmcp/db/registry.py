@@ -130,9 +130,13 @@ class Connection:
         }
 
 
+# Sent in the startup packet, so they are the session's defaults: they survive RESET ALL
+# and beat ALTER ROLE/DATABASE ... SET. standard_conforming_strings must be on, or
+# 'a\' would end a literal differently for PostgreSQL than for the policy's parser.
+SERVER_SETTINGS = {"standard_conforming_strings": "on", "TimeZone": "UTC", "application_name": "pgmcp"}
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    # Timestamps without a zone are read in UTC; the JSON we return says +00:00.
-    await conn.execute("SET TimeZone = 'UTC'; SET application_name = 'pgmcp'")
     from pgmcp.db import convert
 
     setup = getattr(convert, "setup_connection_codecs", None)
@@ -304,6 +308,7 @@ class ConnectionRegistry:
                     init=_init_connection,
                     connection_class=PgMcpConnection,
                     statement_cache_size=256,
+                    server_settings=SERVER_SETTINGS,
                 ),
                 timeout=timeout,
             )
