@@ -6,11 +6,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 # Array elements are any JSON (2-D arrays, NULLs, jsonb arrays of objects): convert_params checks
-# them against the type PostgreSQL infers for the parameter.
-ParamValue = str | int | float | bool | list[Any] | dict[str, Any] | None
+# them against the type PostgreSQL infers for the parameter. The schema still names the JSON
+# types, so strict clients (MCP Inspector --strict) see a declared contract, not a bare `{}`.
+JsonArray = Annotated[
+    list[Any],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {
+                "anyOf": [{"type": t} for t in ("string", "number", "boolean", "null", "array", "object")]
+            },
+        }
+    ),
+]
+ParamValue = str | int | float | bool | JsonArray | dict[str, Any] | None
 
 ConnectionId = Annotated[
     str,
