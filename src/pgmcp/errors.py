@@ -197,7 +197,10 @@ def _plain(exc: BaseException) -> str:
 
 
 def _postgres_message(exc: Any) -> str:
-    parts = [_plain(exc)]
+    # str() of an asyncpg PostgresError already appends DETAIL and HINT (on lines of their
+    # own): start from the bare message, or they would be said twice.
+    first = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+    parts = [first.strip() or _plain(exc)]
     detail = getattr(exc, "detail", None)
     hint = getattr(exc, "hint", None)
     if detail:
