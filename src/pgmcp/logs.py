@@ -225,7 +225,14 @@ class _JsonHandler(logging.Handler):
                 "logger": record.name,
             }
             if record.exc_info and record.exc_info[0] is not None:
-                event["exception"] = "".join(traceback.format_exception(*record.exc_info))
+                if record.levelno >= logging.ERROR:
+                    event["exception"] = "".join(traceback.format_exception(*record.exc_info))
+                else:
+                    # A library's warning about a failure it handles (asyncpg retrying a pool's
+                    # connections while a database is down): the cause in one field, not a
+                    # traceback on every retry.
+                    exc = record.exc_info[1]
+                    event["error"] = f"{record.exc_info[0].__name__}: {exc}"
             ed = redact(None, record.levelname.lower(), dict(event))
             _write(_render(None, record.levelname.lower(), ed))
         except Exception:  # a broken log line must never break the caller
