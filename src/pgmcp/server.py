@@ -136,6 +136,25 @@ class PgMcpServer(MCPServer[Any]):
     app_context: AppContext | None = None
     _tools_cache: tuple[int, list[Any]] | None = None
 
+    _header_free: dict[str, tuple[Any, bool]] | None = None
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        """The schema ``Mcp-Param-*`` headers are checked against (2026-07-28 HTTP), or None for none.
+
+        The SDK walks the tool's whole input schema twice on every tools/call to find
+        ``x-mcp-header`` annotations. A schema without one validates nothing, so it is
+        reported as None and the walk is skipped; which schemas have one is found once.
+        """
+        schema = super()._tool_input_schema(name)
+        if schema is None:
+            return None
+        if self._header_free is None:
+            self._header_free = {}
+        known = self._header_free.get(name)
+        if known is None or known[0] is not schema:
+            known = self._header_free[name] = (schema, b"x-mcp-header" not in orjson.dumps(schema))
+        return None if known[1] else schema
+
     async def run_stdio_async(self) -> None:
         """Serve MCP over stdin/stdout, on the event loop when they are pipes or sockets.
 
@@ -176,7 +195,23 @@ class PgMcpServer(MCPServer[Any]):
             self._tools_cache = (len(tools), compact)
         return self._tools_cache[1]
 
+    # Graceful shutdown (cli.py): once draining, new calls are refused; in_flight counts the rest.
+    draining: bool = False
+    in_flight: int = 0
+
+    async def wait_idle(self) -> None:
+        """Return once no tool call is running (polled: it only runs while shutting down)."""
+        while self.in_flight:
+            await asyncio.sleep(0.02)
+
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        if self.draining:
+            refused = ConnectionFailed(
+                "The server is shutting down and accepts no new calls; retry once it is back "
+                "(calls already running are allowed to finish)"
+            )
+            return tool_result(error_payload(refused), is_error=True)
+        self.in_flight += 1
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -190,6 +225,8 @@ class PgMcpServer(MCPServer[Any]):
             if self.app_context is not None:
                 self.app_context.monitor.record_tool_call(tool=name, status=err.error_type, duration_ms=0.0)
             return tool_result(error_payload(err), is_error=True)
+        finally:
+            self.in_flight -= 1
 
 
 ToolFn = Callable[..., Awaitable[dict[str, Any]]]
