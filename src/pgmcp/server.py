@@ -9,6 +9,7 @@ message.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from pgmcp import models
 from pgmcp.app import AppContext
 from pgmcp.auth import ANONYMOUS, STDIO, CallInfo, Principal, current_call, current_principal
-from pgmcp.errors import DatabaseError, InvalidInput, PgMcpError, error_payload
+from pgmcp.errors import ConnectionFailed, DatabaseError, InvalidInput, PgMcpError, error_payload
 from pgmcp.logs import get_logger
 from pgmcp.prompts import register_prompts
 from pgmcp.tools.connections import ConnectionTools
