@@ -103,7 +103,7 @@ def assess(
     """The verdict: ``(status, warnings, connections with secrets masked)``.
 
     - ``unhealthy``: at least one connection has been probed and every probed one failed.
-    - ``degraded``: memory, CPU or disk at or over its threshold, or some (not all)
+    - ``degraded``: memory, CPU or disk over its threshold (100 turns a check off), or some (not all)
       probed connections failed.
     - ``healthy``: otherwise; also when no connection is registered (a warning says
       so: the server itself works and ``add_connection`` can still be used).
@@ -119,7 +119,7 @@ def assess(
         ("CPU", system["cpu_percent"], settings.cpu_warning_threshold),
         ("Disk", system["disk_percent"], settings.disk_warning_threshold),
     ):
-        if value >= threshold:
+        if value > threshold:
             degraded = True
             warnings.append(f"{label} usage high: {value:.1f}% (threshold {threshold:g}%)")
     conns: dict[str, dict[str, Any]] = {}
