@@ -277,6 +277,9 @@ def register_tool(
             log.exception("tool_failed", tool=tool_name)
             internal = DatabaseError(f"Internal error in {tool_name}; the server log has the details")
             return tool_result(error_payload(internal), is_error=True)
+        except BaseException:
+            status = "cancelled"  # the client gave up (or the server is stopping): not a success
+            raise
         finally:
             current_call.reset(call_token)
             current_principal.reset(principal_token)
