@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from typing import Any
+from typing import Any, cast
 
 from pgmcp import __version__
 from pgmcp.config import Settings, SettingsError, load_settings
@@ -99,22 +99,53 @@ async def _serve(settings: Settings, transport: str) -> None:
             version=__version__,
         )
         if transport == "stdio":
-            await _run_until_signal(server.run_stdio_async())
+            await _run_until_signal(server, settings.shutdown_grace_seconds)
         else:
             await _serve_http(app, server)
         log.info("server_stopping")
     log.info("server_stopped")
 
 
-async def _run_until_signal(coro: Any) -> None:
-    """Run the stdio server; SIGTERM/SIGINT end it like a closed stdin does."""
-    task = asyncio.ensure_future(coro)
+async def _run_until_signal(server: Any, grace: float) -> None:
+    """Serve stdio until stdin closes or SIGTERM/SIGINT arrives.
+
+    On the first signal new calls are refused and those running get ``grace``
+    seconds to finish; then serving stops, which cancels what remains (asyncpg
+    cancels the statement in the database and the transaction rolls back). A
+    second signal stops at once.
+    """
+    from pgmcp.logs import get_logger
+
+    log = get_logger("pgmcp.cli")
+    task = asyncio.ensure_future(server.run_stdio_async())
     loop = asyncio.get_running_loop()
+    drain: asyncio.Task[None] | None = None
+
+    async def drain_then_stop() -> None:
+        server.draining = True
+        try:
+            await asyncio.wait_for(server.wait_idle(), timeout=grace)
+        except TimeoutError:
+            log.warning("shutdown_grace_exceeded", in_flight=server.in_flight, grace_seconds=grace)
+        task.cancel()
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal drain
+        if drain is None:
+            log.info("server_draining", signal=sig.name, in_flight=server.in_flight, grace_seconds=grace)
+            drain = loop.create_task(drain_then_stop())
+        else:
+            task.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+            loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        if drain is not None:
+            drain.cancel()
 
 
 async def _serve_http(app: Any, server: Any) -> None:
@@ -129,7 +160,9 @@ async def _serve_http(app: Any, server: Any) -> None:
         port=settings.mcp_server_port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        # Seconds as given: int() made 0.5 into 0, which uvicorn reads as "wait forever".
+        # (uvicorn types it int, but only hands it to asyncio.wait_for, which takes a float.)
+        timeout_graceful_shutdown=cast(int, settings.shutdown_grace_seconds),
         lifespan="on",
     )
     http = _Uvicorn(config)

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import orjson
@@ -17,14 +19,17 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgmcp.app import AppContext
 from pgmcp.auth import ANONYMOUS, Authenticator, AuthError
+from pgmcp.logs import get_logger
 from pgmcp.server import PgMcpServer
 from pgmcp.tools.observability import ObservabilityTools
 
 __all__ = ["build_http_app", "is_loopback"]
+
+_log = get_logger("pgmcp.http")
 
 OPEN_PATHS = frozenset({"/health", "/healthz", "/ready"})
 
@@ -172,5 +177,49 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
     )
     authenticator = Authenticator(settings)
     if not authenticator.enabled:
-        return _Anonymous(starlette)
-    return AuthMiddleware(starlette, authenticator, metadata_url)
+        return _QuietShutdown(_Anonymous(starlette))
+    return _QuietShutdown(AuthMiddleware(starlette, authenticator, metadata_url))
+
+
+class _QuietShutdown:
+    """A request still running when SHUTDOWN_GRACE_SECONDS ends is cancelled by uvicorn.
+
+    That is the designed outcome of a shutdown (the call's transaction rolls back),
+    not a crash: without this, uvicorn logs every such request as "Exception in ASGI
+    application" with a traceback. Only the request task's own cancellation is
+    absorbed, at the top of that task; nothing else runs after it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = {"started": False, "done": False}
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                state["done"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            _log.info("request_cancelled", path=scope.get("path"), reason="shutdown grace period over")
+            # Finish the response, or uvicorn logs an error about an incomplete one.
+            with contextlib.suppress(Exception):
+                if not state["started"]:
+                    await json_response(_SHUTTING_DOWN, status=503)(scope, receive, send)
+                elif not state["done"]:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+_SHUTTING_DOWN = {
+    "success": False,
+    "error": "The server is shutting down: the call was cancelled and its transaction rolled back; retry",
+    "error_type": "connection_failed",
+}

@@ -32,12 +32,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 import httpx2
+from mcp import Client
 
 from pgmcp.config import Settings
 from tests.conftest import PgServer
@@ -583,6 +584,116 @@ class StdioPeer:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
+
+
+@contextlib.asynccontextmanager
+async def http_client(url: str) -> AsyncIterator[Client]:
+    """The official MCP client on ``url``, whose exit tolerates a server that is already gone.
+
+    Closing the client talks to the server; after a shutdown or a SIGKILL that
+    fails, which is the point of the test, not an error of it.
+    """
+    stack = contextlib.AsyncExitStack()
+    client = await stack.enter_async_context(Client(url))
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception, BaseExceptionGroup):
+            await stack.aclose()
+
+
+class RawHttp:
+    """A bare MCP peer over Streamable HTTP: one JSON-RPC POST per call, no background streams.
+
+    With ``stateless`` the server needs no handshake; otherwise :meth:`initialize`
+    opens a session (protocol 2025-06-18, what most deployed clients speak) and
+    every POST carries its id. Responses may come as JSON or as an SSE stream.
+    """
+
+    PROTOCOL = "2025-06-18"
+
+    def __init__(self, url: str, *, stateless: bool = False) -> None:
+        self.url = f"{url}/mcp"
+        self.stateless = stateless
+        self.session_id: str | None = None
+        self._ids = 0
+        self.http = httpx2.AsyncClient(timeout=60)
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+            "MCP-Protocol-Version": self.PROTOCOL,
+        }
+        if self.session_id:
+            headers["Mcp-Session-Id"] = self.session_id
+        return headers
+
+    async def initialize(self) -> None:
+        if self.stateless:
+            return
+        response = await self.http.post(
+            self.url,
+            headers=self.headers(),
+            json={
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": self.PROTOCOL,
+                    "capabilities": {},
+                    "clientInfo": {"name": "reliability-tests", "version": "0"},
+                },
+            },
+        )
+        response.raise_for_status()
+        self.session_id = response.headers.get("mcp-session-id")
+        await self.http.post(
+            self.url, headers=self.headers(), json={"jsonrpc": "2.0", "method": "notifications/initialized"}
+        )
+
+    async def post(self, body: bytes | dict[str, Any]) -> httpx2.Response:
+        if isinstance(body, dict):
+            return await self.http.post(self.url, headers=self.headers(), json=body)
+        return await self.http.post(self.url, headers=self.headers(), content=body)
+
+    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._ids += 1
+        return {"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params}
+
+    async def call_tool(self, name: str, **arguments: Any) -> dict[str, Any]:
+        """The tool's JSON payload; raises if the HTTP exchange itself failed."""
+        response = await self.post(self.request("tools/call", {"name": name, "arguments": arguments}))
+        message = self.message(response)
+        assert "result" in message, message
+        return StdioPeer.tool_payload(message)
+
+    @staticmethod
+    def message(response: httpx2.Response) -> dict[str, Any]:
+        """The JSON-RPC message of a response, plain JSON or the last SSE ``data:`` event."""
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            data = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+            data = [d for d in data if d]
+            assert data, response.text
+            message: dict[str, Any] = json.loads(data[-1])
+            return message
+        parsed: dict[str, Any] = response.json()
+        return parsed
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+async def call_in_own_client(url: str, tool: str, **arguments: Any) -> dict[str, Any]:
+    """One tool call through a client of its own, opened and closed around it.
+
+    Run it as a task: when the server goes away, the client's task group cancels
+    whatever runs inside it; here that is only this call, never the test.
+    """
+    from tests.integration.harness import call
+
+    async with http_client(url) as client:
+        return await call(client, tool, **arguments)
 
 
 @contextlib.contextmanager

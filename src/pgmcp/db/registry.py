@@ -473,14 +473,24 @@ class ConnectionRegistry:
                 # The caller gave up mid-statement (client gone, deadline passed, shutdown):
                 # asyncpg cancels the statement in the database and the reset rolls back; let
                 # that finish in the background so a slow or hung server cannot hold the caller.
-                task = asyncio.get_running_loop().create_task(self._release(conn, raw))
+                task = asyncio.get_running_loop().create_task(self._release(conn, raw, abandoned=True))
                 self._releasing.add(task)
                 task.add_done_callback(self._releasing.discard)
             else:
                 await self._release(conn, raw)
 
-    async def _release(self, conn: Connection, raw: PgMcpConnection) -> None:
+    async def _release(self, conn: Connection, raw: PgMcpConnection, *, abandoned: bool = False) -> None:
         """Return a connection; one that cannot be cancelled and reset within CONNECTION_TIMEOUT is closed."""
+        if abandoned:
+            # Roll back ourselves once asyncpg's cancel has landed: its reset would do it too,
+            # but logs an asyncio ERROR ("Resetting connection with an active transaction").
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self._settings.connection_timeout):
+                    while raw.is_in_transaction():
+                        try:
+                            await raw.execute("ROLLBACK")
+                        except asyncpg.InterfaceError:  # the cancelled statement is still winding down
+                            await asyncio.sleep(0.01)
         try:
             await conn.pool.release(raw, timeout=self._settings.connection_timeout)
         except (Exception, asyncio.CancelledError) as exc:  # asyncpg has terminated it already
