@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,20 +80,26 @@ class FirstStart:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("embedded") / "pgdata"
-    yield path
-    # Whatever happened, never leave a postmaster behind.
-    for proc in postgres_processes(str(path)):
-        with contextlib.suppress(Exception):
-            proc.kill()
+def data_dir() -> Iterator[Path]:
+    # Not under pytest's tmp root: as root, PostgreSQL runs as the `pgserver` user and needs to
+    # traverse the parents, and every pytest start resets /tmp/pytest-of-<user> to mode 0700.
+    base = Path(tempfile.mkdtemp(prefix="pgmcp-embedded-run-"))
+    path = base / "pgdata"
+    try:
+        yield path
+    finally:
+        # Whatever happened, never leave a postmaster behind.
+        for proc in postgres_processes(str(path)):
+            with contextlib.suppress(Exception):
+                proc.kill()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-async def first_start(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> FirstStart:
+async def first_start(data_dir: Path) -> FirstStart:
     assert not data_dir.exists()
     started = time.monotonic()
-    with serve_http(bare_env(data_dir), tmp_path_factory.mktemp("first"), health_timeout=180) as server:
+    with serve_http(bare_env(data_dir), data_dir.parent, health_timeout=180, name="first") as server:
         startup = time.monotonic() - started
         status, body = http_get(f"{server.base_url}/health")
         assert status == 200, body
@@ -147,11 +155,11 @@ def test_sigterm_leaves_no_postgres_running(first_start: FirstStart) -> None:
     assert_no_postgres_left(first_start.data_dir)
 
 
-async def test_second_start_is_fast_keeps_the_data_and_stops_on_sigint(
-    first_start: FirstStart, tmp_path: Path
-) -> None:
+async def test_second_start_is_fast_keeps_the_data_and_stops_on_sigint(first_start: FirstStart) -> None:
     started = time.monotonic()
-    with serve_http(bare_env(first_start.data_dir), tmp_path, stop_signal=signal.SIGINT) as server:
+    with serve_http(
+        bare_env(first_start.data_dir), first_start.data_dir.parent, stop_signal=signal.SIGINT, name="second"
+    ) as server:
         startup = time.monotonic() - started
         async with Client(server.mcp_url) as client:
             kept = await tool(
@@ -187,12 +195,14 @@ def _port_free(port: int) -> bool:
     return True
 
 
-async def test_make_run_environment_serves_on_127_0_0_1_3000(first_start: FirstStart, tmp_path: Path) -> None:
+async def test_make_run_environment_serves_on_127_0_0_1_3000(first_start: FirstStart) -> None:
     """`make run` = `pgmcp serve --transport http` with no settings: MCP on 127.0.0.1:3000."""
     if not _port_free(3000):
         pytest.skip("port 3000 is in use on this machine; `make run`'s default port cannot be tested now")
     server = spawn(
-        ["serve", "--transport", "http"], bare_env(first_start.data_dir), tmp_path / "make-run.stderr"
+        ["serve", "--transport", "http"],
+        bare_env(first_start.data_dir),
+        first_start.data_dir.parent / "make-run.stderr",
     )
     server.port = 3000
     try:
