@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import orjson
 
 from pgmcp.auth import CallInfo
-from pgmcp.errors import mask_secrets
+from pgmcp.logs import redact_text
 
 __all__ = ["AuditLog"]
 
@@ -45,7 +45,8 @@ class AuditLog:
             "outcome": outcome,
         }
         if self._include_queries and call.queries:
-            entry["query"] = mask_secrets("; ".join(call.queries))
+            # redact_text also masks SQL PASSWORD '...' literals (ALTER ROLE), which mask_secrets does not.
+            entry["query"] = redact_text("; ".join(call.queries))
         if call.blocked_reason:
             entry["blocked_reason"] = call.blocked_reason
         self._file.write(orjson.dumps(entry).decode() + "\n")
