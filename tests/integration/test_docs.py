@@ -29,6 +29,7 @@ import pytest
 
 from pgmcp import cli
 from pgmcp.config import SettingsError, load_settings
+from pgmcp.errors import QueryBlocked
 from pgmcp.http import build_http_app
 from pgmcp.logs import configure_logging
 from pgmcp.monitoring import Monitor
@@ -435,3 +436,27 @@ def test_the_reader_can_reach_the_docs_the_guide_links_to() -> None:
         text = text_of(path)
         for target in re.findall(r"\]\((?!https?:|mailto:|#)([^)#\s]+)", text):
             assert (path.parent / target).resolve().exists(), f"{path.name}: broken link {target}"
+
+
+# --- the handbook's extension chapter ----------------------------------------------------------------
+
+EXTENDING_ZH = ds.ROOT / "documentation" / "_extending.zh-TW.md"
+
+
+def test_handbook_carries_the_extension_writers_chapter_unchanged() -> None:
+    """The chapter is written next to the English EXTENDING.md and merged here; they must not diverge."""
+    if not EXTENDING_ZH.exists():
+        pytest.skip("the chapter lives only in the handbook now")
+    body = re.sub(r"\A<!--.*?-->\s*", "", EXTENDING_ZH.read_text(encoding="utf-8"), flags=re.DOTALL).strip()
+    assert body in text_of(ds.HANDBOOK), "merge documentation/_extending.zh-TW.md into the handbook again"
+
+
+def test_handbook_rule_example_warns_and_blocks_as_documented() -> None:
+    [block] = [b for b in ds.blocks(text_of(ds.HANDBOOK)) if "def no_secret_plans" in b.code]
+    namespace: dict[str, Any] = {}
+    exec(compile(block.code, str(ds.HANDBOOK), "exec"), namespace)
+    policy = Policy()
+    policy.add_rule(namespace["no_secret_plans"])
+    with pytest.raises(QueryBlocked, match="^Query blocked: secret_plans is off limits to agents$"):
+        policy.check("SELECT * FROM secret_plans")
+    assert policy.check("SELECT count(*) FROM logs").warnings == ("Reading logs: mind personal data",)
