@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+import anyio
 import orjson
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -175,10 +176,67 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
         max_request_body_size=settings.mcp_max_request_bytes,
         host=settings.mcp_server_host,
     )
+    asgi: ASGIApp = _CancelOnDisconnect(starlette) if settings.mcp_stateless else starlette
     authenticator = Authenticator(settings)
     if not authenticator.enabled:
-        return _QuietShutdown(_Anonymous(starlette))
-    return _QuietShutdown(AuthMiddleware(starlette, authenticator, metadata_url))
+        return _QuietShutdown(_Anonymous(asgi))
+    return _QuietShutdown(AuthMiddleware(asgi, authenticator, metadata_url))
+
+
+class _CancelOnDisconnect:
+    """Stateless mode: a client that closes its connection mid-call has given up, so cancel the call.
+
+    Without a session there is no other way to cancel (a ``notifications/cancelled``
+    POST cannot reach another request), and the SDK's JSON-response path never
+    looks for the disconnect: the statement would run on to QUERY_TIMEOUT and a
+    write would even commit. Cancelling the request makes asyncpg cancel the
+    statement in the database and the transaction roll back. (With sessions a
+    2025-era disconnect may be a resumable hiccup and the spec's cancel is the
+    notification; the 2026 SSE path watches for the disconnect itself.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        body_done = asyncio.Event()
+        gone = asyncio.Event()
+        answered = False
+
+        async def app_receive() -> Message:
+            if body_done.is_set():  # after the body only a disconnect can come; the watcher owns it
+                await gone.wait()
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+            elif not message.get("more_body", False):
+                body_done.set()
+            return message
+
+        async def app_send(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
+            await send(message)
+
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                await body_done.wait()
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                gone.set()
+                if not answered:
+                    _log.info("request_abandoned", path=scope.get("path"), reason="client disconnected")
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            await self.app(scope, app_receive, app_send)
+            tg.cancel_scope.cancel()
 
 
 class _QuietShutdown:
