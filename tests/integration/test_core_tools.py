@@ -408,3 +408,16 @@ async def test_concurrent_calls_share_the_pool(client: Client) -> None:
         )
     )
     assert sorted(r["rows"][0]["i"] for r in results) == list(range(40))
+
+
+async def test_session_settings_changed_inside_a_function_do_not_reach_the_next_caller(
+    demo: PgServer, conn: asyncpg.Connection
+) -> None:
+    await conn.execute(
+        "CREATE OR REPLACE FUNCTION sneaky() RETURNS int LANGUAGE sql AS "
+        "$$ SELECT length(set_config('search_path', 'evil', false)) $$"
+    )
+    async with ServerInTask(demo, db_pool_size=1) as (_, single):
+        await call_ok(single, "execute_query", connection_id="default", query="SELECT sneaky() AS x")
+        shown = await call_ok(single, "execute_query", connection_id="default", query="SELECT current_setting($$search_path$$) AS search_path")
+    assert shown["rows"][0]["search_path"] != "evil"

@@ -109,16 +109,9 @@ async def tools() -> set[str]:
     return names
 
 
-# README.md is not the docs writer's file: its tools table predates get_business_metrics.
-# Strict, so the day the README lists it this marker must go.
-README_LACKS_A_TOOL = pytest.mark.xfail(
-    strict=True, reason="README.md's tools table lacks get_business_metrics (remove this mark once it has it)"
-)
-
-
 @pytest.mark.parametrize(
     "path",
-    [pytest.param(README, marks=README_LACKS_A_TOOL), USER_GUIDE, HANDBOOK],
+    [README, USER_GUIDE, HANDBOOK],
     ids=lambda p: p.name,
 )
 async def test_every_tool_is_documented(tools: set[str], path: Path) -> None:

@@ -245,7 +245,10 @@ class Executor:
                                     await c.execute("ROLLBACK")
                             raise
                         phase = "COMMIT"
-                        await c.execute("ROLLBACK" if rollback else "COMMIT")
+                        # RESET ALL in the same round trip: a user-defined function may have
+                        # changed a session setting (set_config(..., false)), and the next
+                        # caller on this pooled connection must not inherit it.
+                        await c.execute("ROLLBACK; RESET ALL" if rollback else "COMMIT; RESET ALL")
                 except TimeoutError:
                     if not budget.expired():
                         raise
