@@ -176,7 +176,8 @@ class PgMcpServer(MCPServer[Any]):
         try:
             async with stdio_server(stdin=cast(Any, lines), stdout=cast(Any, out)) as (read, write):
                 lowlevel = self._lowlevel_server
-                await lowlevel.run(read, write, lowlevel.create_initialization_options())
+                answered = _AnswerBadLines(read, write, lines)
+                await lowlevel.run(cast(Any, answered), write, lowlevel.create_initialization_options())
         finally:
             restore()
             await out.close()
@@ -467,7 +468,80 @@ class _PipeLines:
         line: bytes = await self._reader.readline()
         if not line:
             raise StopAsyncIteration
+        self.last = line
         return line.decode("utf-8", errors="replace")
+
+
+class _AnswerBadLines:
+    """The read side of stdio, answering the lines the SDK cannot parse instead of dropping them.
+
+    The SDK passes a line that is not JSON, not a JSON-RPC message, or nested too
+    deeply as an exception, which the session ignores: the client waits for an
+    answer for ever. JSON-RPC 2.0 wants a Parse error (-32700) or an Invalid Request
+    (-32600), with the request's id when it can be read (null otherwise). The SDK
+    reads one line at a time and hands over each result before reading the next,
+    so the line behind an exception is the last one read.
+    """
+
+    def __init__(self, inner: Any, write: Any, lines: _PipeLines) -> None:
+        self._inner = inner
+        self._write = write
+        self._lines = lines
+
+    @property
+    def last_context(self) -> Any:
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> Any:
+        while True:
+            item = await self._inner.receive()
+            if not isinstance(item, Exception):
+                return item
+            await self._answer(item)
+
+    async def _answer(self, exc: Exception) -> None:
+        import json
+
+        from mcp.shared.message import SessionMessage
+        from mcp.types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
+
+        reason = str(exc).splitlines()[0][:200]
+        if isinstance(exc, ValidationError) and exc.errors():
+            reason = str(exc.errors(include_input=False)[0].get("msg", reason))[:200]
+        request_id: str | int | None = None
+        try:
+            decoded = json.loads(getattr(self._lines, "last", b"") or b"null")
+        except (ValueError, RecursionError):
+            code, message = PARSE_ERROR, f"Parse error: {reason}"
+        else:
+            code, message = INVALID_REQUEST, f"Invalid Request: {reason}"
+            candidate = decoded.get("id") if isinstance(decoded, dict) else None
+            if isinstance(candidate, str | int) and not isinstance(candidate, bool):
+                request_id = candidate
+        log.warning("invalid_message", transport="stdio", code=code, reason=reason)
+        error = JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=code, message=message))
+        await self._write.send(SessionMessage(error))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __aiter__(self) -> _AnswerBadLines:
+        return self
+
+    async def __anext__(self) -> Any:
+        import anyio
+
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _AnswerBadLines:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._inner.__aexit__(*exc)
 
 
 class _PipeOut:
