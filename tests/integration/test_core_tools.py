@@ -419,5 +419,21 @@ async def test_session_settings_changed_inside_a_function_do_not_reach_the_next_
     )
     async with ServerInTask(demo, db_pool_size=1) as (_, single):
         await call_ok(single, "execute_query", connection_id="default", query="SELECT sneaky() AS x")
-        shown = await call_ok(single, "execute_query", connection_id="default", query="SELECT current_setting($$search_path$$) AS search_path")
+        shown = await call_ok(
+            single,
+            "execute_query",
+            connection_id="default",
+            query="SELECT current_setting($$search_path$$) AS search_path",
+        )
     assert shown["rows"][0]["search_path"] != "evil"
+
+
+async def test_explain_does_not_blame_statistics_for_rows_a_limit_never_read(client: Client) -> None:
+    data = await call_ok(
+        client,
+        "explain_query",
+        connection_id="default",
+        query="SELECT * FROM orders ORDER BY total_amount DESC LIMIT 5",
+        analyze=True,
+    )
+    assert not any("statistics may be stale" in w for w in data["warnings"]), data["warnings"]

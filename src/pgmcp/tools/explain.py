@@ -16,16 +16,18 @@ SEQ_SCAN_ROWS = 10_000
 MISESTIMATE_FACTOR = 10
 
 
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
+def _nodes(plan: dict[str, Any], under_limit: bool = False) -> Iterator[tuple[dict[str, Any], bool]]:
+    """Every node, with whether a Limit above it may have stopped it early."""
+    yield plan, under_limit
+    below = under_limit or plan.get("Node Type") == "Limit"
     for child in plan.get("Plans", ()):
-        yield from _nodes(child)
+        yield from _nodes(child, below)
 
 
 def plan_warnings(root: dict[str, Any], analyzed: bool) -> list[str]:
     """Sentences about the plan: big sequential scans, misestimates, sorts and hashes spilling to disk."""
     warnings: list[str] = []
-    for node in _nodes(root):
+    for node, under_limit in _nodes(root):
         kind = node.get("Node Type", "")
         relation = node.get("Relation Name")
         schema = node.get("Schema")
@@ -40,7 +42,9 @@ def plan_warnings(root: dict[str, Any], analyzed: bool) -> list[str]:
                 warnings.append(
                     f"Sequential scan on {name} reads about {int(max(scanned, rows)):,} rows{advice}."
                 )
-        if analyzed and "Actual Rows" in node and node.get("Plan Rows"):
+        # Under a Limit, fewer rows than estimated is expected: the Limit stopped the node.
+        stopped_early = under_limit and node.get("Actual Rows", 0) < node.get("Plan Rows", 0)
+        if analyzed and "Actual Rows" in node and node.get("Plan Rows") and not stopped_early:
             estimated = node["Plan Rows"]
             actual = node["Actual Rows"]
             if (
