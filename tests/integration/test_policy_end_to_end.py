@@ -98,6 +98,7 @@ EXTRA: list[Case] = [
         "setval",
     ),
     ('SELECT "DROP" FROM "TRUNCATE"', READ, "keywords as quoted identifiers of a real table"),
+    ("SELECT next_s()", READ, "a function that calls nextval looks like a read"),
     (
         'SELECT "drop", drop_log, alter_ego, truncated FROM t ORDER BY id LIMIT 2',
         READ,
@@ -115,6 +116,8 @@ CASES: list[Case] = CORPUS + EXTRA
 # errs on the safe side: an odd ANALYZE value is taken as true, so it needs DELETE allowed).
 DATABASE_REFUSES: dict[str, str] = {
     "EXPLAIN (ANALYZE 'yes') DELETE FROM t": "analyze requires a Boolean value",
+    # The policy cannot see into a function; the READ ONLY transaction of a read stops it.
+    "SELECT next_s()": "cannot execute nextval() in a read-only transaction",
 }
 XML_READ = "SELECT table_to_xml('t', true, false, '')"
 
@@ -161,6 +164,7 @@ INSERT INTO "TRUNCATE" VALUES (7);
 CREATE SEQUENCE s;
 SELECT nextval('s');
 CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n FROM t;
+CREATE FUNCTION next_s() RETURNS bigint LANGUAGE sql AS $$ SELECT nextval('s') $$;
 CREATE PROCEDURE wipe_t() LANGUAGE sql AS $$ DELETE FROM t $$;
 CREATE PROCEDURE p() LANGUAGE sql AS $$ DELETE FROM t $$;
 SELECT lo_from_bytea(1, 'large object one');
