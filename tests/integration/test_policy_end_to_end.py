@@ -63,7 +63,9 @@ HANDBOOK_PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 
-PROBE = f"/tmp/pgmcp_probe_{uuid.uuid4().hex[:12]}"
+RUN = uuid.uuid4().hex[:12]
+PROBE = f"/tmp/pgmcp_probe_{RUN}"
+ROLE = f"pgmcp_e2e_{RUN}"  # a role of this run only: the cluster is shared with other test runs
 WRITE_WITH_CTE: dict[str, str] = {"readonly": "block", "development": "pass", "production": "block"}
 
 # The peers' known holes and the brief's tricks that the unit corpus does not spell exactly.
@@ -80,7 +82,7 @@ EXTRA: list[Case] = [
     ("DO $$ BEGIN DELETE FROM t; DELETE FROM u; END $$", BLOCK, "DO block that would empty two tables"),
     ("CALL wipe_t()", BLOCK, "CALL of a real procedure that deletes rows"),
     ("LISTEN pgmcp_channel", BLOCK, "LISTEN"),
-    ("SET ROLE pgmcp_e2e_probe", BLOCK, "SET ROLE to a real role"),
+    (f"SET ROLE {ROLE}", BLOCK, "SET ROLE to a real role"),
     ("SELECT * INTO newtable FROM t", BLOCK, "SELECT INTO a new table"),
     ("CREATE TABLE newtable AS SELECT * FROM t", BLOCK, "CREATE TABLE AS"),
     ("/* harmless */ DrOp TABLE u", BLOCK, "comment then mixed-case DROP"),
@@ -90,7 +92,7 @@ EXTRA: list[Case] = [
         BLOCK,
         "dblink_exec in FROM",
     ),
-    ("ALTER ROLE pgmcp_e2e_probe SUPERUSER", BLOCK, "ALTER ROLE"),
+    (f"ALTER ROLE {ROLE} SUPERUSER", BLOCK, "ALTER ROLE"),
     ("SELECT pg_create_physical_replication_slot('pgmcp_e2e_slot')", BLOCK, "physical replication slot"),
     (
         "SELECT setval('s', 1000)",
@@ -205,7 +207,9 @@ SNAPSHOT_QUERIES: dict[str, str] = {
     "roles": """
         SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolcanlogin, rolbypassrls,
                coalesce(md5(rolpassword), '')
-        FROM pg_authid WHERE rolname IN (current_user, 'pgmcp_e2e_probe') ORDER BY 1""",
+        FROM pg_authid WHERE rolname IN (current_user, '"""
+    + ROLE
+    + """') ORDER BY 1""",
     "role_settings": "SELECT setdatabase, setrole, setconfig::text FROM pg_db_role_setting ORDER BY 1, 2",
     "config_files": "SELECT sourcefile, name, setting FROM pg_file_settings ORDER BY 1, 2, 3",
     "data_directory": "SELECT name FROM pg_ls_dir('.') AS name ORDER BY 1",
@@ -279,15 +283,17 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> str:
 async def db(module_db: PgServer) -> AsyncIterator[PgServer]:
     conn = await asyncpg.connect(module_db.dsn())
     try:
-        await conn.execute(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgmcp_e2e_probe') "
-            "THEN CREATE ROLE pgmcp_e2e_probe NOLOGIN; END IF; END $$"
-        )
+        await conn.execute(f"CREATE ROLE {ROLE} NOLOGIN")
         await conn.execute(SCHEMA)
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
     yield module_db
+    conn = await asyncpg.connect(module_db.dsn())
+    try:
+        await conn.execute(f"DROP OWNED BY {ROLE}; DROP ROLE {ROLE}")
+    finally:
+        await conn.close()
     for path in glob.glob(f"{PROBE}*"):  # only if a test failed in the worst way
         with contextlib.suppress(OSError):
             os.remove(path)
@@ -539,7 +545,7 @@ async def test_known_holes_are_refused_with_their_reasons_in_every_profile(
                 assert "CALL is not allowed" in await blocked("CALL wipe_t()", tool)
                 assert "not allowed" in await blocked("PREPARE p2 AS DELETE FROM t", tool)
                 assert "not allowed" in await blocked("LISTEN ch", tool)
-                assert "not allowed" in await blocked("SET ROLE pgmcp_e2e_probe", tool)
+                assert "not allowed" in await blocked(f"SET ROLE {ROLE}", tool)
             # execute_query runs reads only: nextval and a writable CTE name the tool for writes
             # (in read-only mode the read-only rule speaks first, or DELETE is a blocked keyword).
             message = await blocked("SELECT nextval('s')")
