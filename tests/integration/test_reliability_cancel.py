@@ -148,46 +148,35 @@ async def test_http_session_notifications_cancelled_stops_the_statement_and_roll
     assert not errors, errors
 
 
-async def test_a_stdio_client_that_sends_cancelled_stops_the_statement_and_the_next_call_works(
+async def test_stdio_cancelled_stops_the_statement_and_a_killed_client_stops_the_next_one(
     db: PgServer,
 ) -> None:
-    seconds = next(_seconds)
+    """notifications/cancelled: the statement stops, the one pooled connection serves the next call
+    clean. Then the client dies mid-call: the statement stops too and pgmcp exits 0."""
+    first, second = next(_seconds), next(_seconds)
     process = PgmcpProcess(db, stdio=True, DB_POOL_SIZE=1, QUERY_TIMEOUT=120)
     try:
         peer = StdioPeer(process)
         peer.initialize()
-        request = peer.call_tool("execute_transaction", _write_then_sleep(seconds))
-        await wait_until(lambda: _running(db, seconds), timeout=10, what="the call running")
+        request = peer.call_tool("execute_transaction", _write_then_sleep(first))
+        await wait_until(lambda: _running(db, first), timeout=10, what="the call running")
         peer.send(
             "notifications/cancelled", {"requestId": request, "reason": "user pressed stop"}, notify=True
         )
-        await _stopped_within(db, seconds, within=5)
-        # Same single pooled connection, clean: a read sees the default session, no open transaction.
+        await _stopped_within(db, first, within=5)
         follow = peer.call_tool(
             "execute_query",
-            {
-                "connection_id": "default",
-                "query": "SELECT current_setting('statement_timeout') AS st, 1 AS one",
-            },
+            {"connection_id": "default", "query": "SELECT count(*) AS n FROM walked"},
         )
-        message = await asyncio.to_thread(peer.response, follow, 10)
-        data = StdioPeer.tool_payload(message)
-        assert data["rows"][0]["one"] == 1, data
+        data = StdioPeer.tool_payload(await asyncio.to_thread(peer.response, follow, 10))
+        # Read on the very connection that ran the cancelled INSERT: a leftover transaction would see it.
+        assert data["rows"] == [{"n": 0}], data
         assert await _walked(db) == 0
-    finally:
-        process.stop()
 
-
-async def test_a_killed_stdio_client_stops_the_statement_and_pgmcp_exits_cleanly(db: PgServer) -> None:
-    seconds = next(_seconds)
-    process = PgmcpProcess(db, stdio=True, QUERY_TIMEOUT=120)
-    try:
-        peer = StdioPeer(process)
-        peer.initialize()
-        peer.call_tool("execute_transaction", _write_then_sleep(seconds))
-        await wait_until(lambda: _running(db, seconds), timeout=10, what="the call running")
+        peer.call_tool("execute_transaction", _write_then_sleep(second))
+        await wait_until(lambda: _running(db, second), timeout=10, what="the second call running")
         peer.close_pipes()  # the client process dies: stdin reaches EOF, stdout has no reader
-        await _stopped_within(db, seconds, within=5)
+        await _stopped_within(db, second, within=5)
         assert await process.wait_exit(timeout=10) == 0, process.logs()
     finally:
         process.stop()
