@@ -9,9 +9,11 @@
 - :class:`FaultProxy` — a TCP proxy in front of a real PostgreSQL that can be
   told to stop forwarding (``hang``) and to go on (``resume``): a database that
   stops answering *after* the pools were filled.
-- :class:`PgmcpProcess` / :class:`StdioPeer` — ``pgmcp serve`` as a real
-  subprocess over HTTP or stdio, so signals, exit codes and killed clients are
-  the real thing.
+- :class:`HealthPoller` — ``GET /health`` from a thread of its own, timing each answer.
+- :class:`PgmcpProcess` / :class:`StdioPeer` / :class:`RawHttp` — ``pgmcp serve``
+  as a real subprocess over HTTP or stdio, driven by bare JSON-RPC peers (no SDK
+  client: they send what no good client would, walk away, and survive the server
+  going down), so signals, exit codes and killed clients are the real thing.
 - :func:`backends` / :func:`wait_until` — what ``pg_stat_activity`` says, polled
   with a deadline.
 """
@@ -32,13 +34,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 import httpx2
-from mcp import Client
 
 from pgmcp.config import Settings
 from tests.conftest import PgServer
@@ -48,6 +49,7 @@ __all__ = [
     "HealthPoller",
     "HungServer",
     "PgmcpProcess",
+    "RawHttp",
     "RestartablePostgres",
     "StdioPeer",
     "backends",
@@ -441,18 +443,6 @@ class PgmcpProcess:
                 await asyncio.sleep(0.05)
         raise AssertionError(f"pgmcp did not answer /health within {timeout} s:\n{self.logs()}")
 
-    def wait_for_log(self, event: str, timeout: float = 30) -> dict[str, Any]:
-        """Block until the JSON log on stderr has a line with this ``event``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for record in self.log_records():
-                if record.get("event") == event:
-                    return record
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {event!r} log line within {timeout} s:\n{self.logs()}")
-
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
@@ -546,13 +536,6 @@ class StdioPeer:
             if message.get("id") == request_id and ("result" in message or "error" in message):
                 return message
 
-    def nothing_within(self, seconds: float) -> bool:
-        try:
-            self._lines.get(timeout=seconds)
-        except queue.Empty:
-            return True
-        return False
-
     def initialize(self) -> dict[str, Any]:
         request_id = self.send(
             "initialize",
@@ -585,22 +568,6 @@ class StdioPeer:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
-
-
-@contextlib.asynccontextmanager
-async def http_client(url: str) -> AsyncIterator[Client]:
-    """The official MCP client on ``url``, whose exit tolerates a server that is already gone.
-
-    Closing the client talks to the server; after a shutdown or a SIGKILL that
-    fails, which is the point of the test, not an error of it.
-    """
-    stack = contextlib.AsyncExitStack()
-    client = await stack.enter_async_context(Client(url))
-    try:
-        yield client
-    finally:
-        with contextlib.suppress(Exception, BaseExceptionGroup):
-            await stack.aclose()
 
 
 class RawHttp:
@@ -683,25 +650,3 @@ class RawHttp:
 
     async def aclose(self) -> None:
         await self.http.aclose()
-
-
-async def call_in_own_client(url: str, tool: str, **arguments: Any) -> dict[str, Any]:
-    """One tool call through a client of its own, opened and closed around it.
-
-    Run it as a task: when the server goes away, the client's task group cancels
-    whatever runs inside it; here that is only this call, never the test.
-    """
-    from tests.integration.harness import call
-
-    async with http_client(url) as client:
-        return await call(client, tool, **arguments)
-
-
-@contextlib.contextmanager
-def restartable_postgres() -> Iterator[RestartablePostgres]:
-    pg = RestartablePostgres()
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.destroy()
