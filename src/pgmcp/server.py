@@ -452,6 +452,7 @@ def register_resources(server: PgMcpServer, app: AppContext, schema: SchemaTools
 
 # --- stdio on the event loop ---------------------------------------------------------------
 
+_PIPE_SIZE = 1 << 20
 _STDIO_LINE_LIMIT = 1 << 30  # one JSON-RPC message per line; the client is our parent, not a stranger
 
 
@@ -586,6 +587,11 @@ async def _open_stdio_pipes() -> tuple[_PipeLines, _PipeOut, Callable[[], None]]
         out_fd = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
     except OSError:
         return None
+    for fd in (in_fd, out_fd):
+        # A 64 KiB pipe takes a large result in many write/wake-up rounds; 1 MiB (the
+        # unprivileged maximum) takes most in one. Best effort: sockets have no such size.
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_STDIO_LINE_LIMIT)
     # The transports own the duplicates and close them.
