@@ -92,6 +92,10 @@ def tool_result(
 ) -> CallToolResult:
     """The one response shape: structured content plus the same JSON as text.
 
+    An error result carries its JSON (``success``, ``error``, ``error_type``) as text
+    only: structured content must match the tool's output schema, which describes
+    success, and TypeScript clients check it even on errors.
+
     With ``untrusted`` (a result carrying database data and WRAP_UNTRUSTED_DATA on),
     the text is wrapped in a boundary whose id is random per call; every ``<`` in
     the JSON is escaped as ``\\u003c``, so a stored value cannot even spell a tag,
@@ -103,7 +107,9 @@ def tool_result(
         escaped = text.replace("<", "\\u003c")
         text = f"{UNTRUSTED_NOTE}\n<{tag}>\n{escaped}\n</{tag}>"
     return CallToolResult(
-        content=[TextContent(type="text", text=text)], structured_content=payload, is_error=is_error
+        content=[TextContent(type="text", text=text)],
+        structured_content=None if is_error else payload,
+        is_error=is_error,
     )
 
 

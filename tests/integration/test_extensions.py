@@ -434,7 +434,8 @@ def _logs(path: Path) -> list[dict[str, Any]]:
 
 
 def _tool_json(result: Any) -> dict[str, Any]:
-    data = result.structured_content
+    # Errors carry their JSON as text only (structured content must match the output schema).
+    data = result.structured_content if not result.is_error else json.loads(result.content[0].text)
     assert isinstance(data, dict), result
     return data
 

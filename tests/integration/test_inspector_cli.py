@@ -191,13 +191,6 @@ def test_inspector_calls_execute_query_over_stdio(inspector: Inspector, module_d
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Known bug: error results carry structuredContent ({success, error, error_type}) that does not "
-    "match the tool's outputSchema, and the TypeScript SDK client validates it, so TS-based clients "
-    "(this Inspector, Claude Desktop, Cursor) show a schema error instead of the tool's error message",
-)
 def test_inspector_shows_a_tool_error_as_the_tools_own_message(
     inspector: Inspector, module_db: PgServer
 ) -> None:
@@ -215,7 +208,8 @@ def test_inspector_shows_a_tool_error_as_the_tools_own_message(
             *stdio_target(),
         ],
     )
-    # Today the TypeScript SDK rejects the result: "data must have required property 'columns', …".
+    # Error results carry their JSON as text only, so the TypeScript SDK's output-schema
+    # check (which it applies to errors too) has nothing to reject.
     assert "must have required property" not in result.stderr, result.stderr[-1000:]
     assert '"isError": true' in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
     assert "division by zero" in result.stdout

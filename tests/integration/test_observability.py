@@ -619,7 +619,9 @@ async def test_over_stdio_stdout_is_json_rpc_only_even_at_debug(demo: PgServer, 
             assert message.get("jsonrpc") == "2.0" and ("id" in message or "method" in message), line
 
     def content(i: int) -> dict[str, Any]:
-        result: dict[str, Any] = answers[i]["result"]["structuredContent"]
+        # Errors carry their JSON as text only (structured content must match the output schema).
+        answer = answers[i]["result"]
+        result: dict[str, Any] = answer.get("structuredContent") or json.loads(answer["content"][0]["text"])
         return result
 
     assert content(1)["rows"] == [{"answer": 42}]

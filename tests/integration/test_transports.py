@@ -355,7 +355,8 @@ async def test_stdio_stdout_carries_only_json_rpc_and_closing_stdin_exits_0(
     assert answers[3]["result"]["isError"] is False
     assert answers[3]["result"]["structuredContent"]["rows"] == [{"answer": 42}]
     assert answers[4]["result"]["isError"] is True
-    assert answers[4]["result"]["structuredContent"]["error_type"] == "database_error"
+    assert "structuredContent" not in answers[4]["result"]  # errors: JSON as text only
+    assert json.loads(answers[4]["result"]["content"][0]["text"])["error_type"] == "database_error"
     stderr = stderr_path.read_text()
     events = [line["event"] for line in json_lines(stderr)]
     assert "server_started" in events

@@ -413,7 +413,7 @@ def test_health_is_healthy_when_connections_answer_and_resources_are_fine() -> N
 def test_health_degrades_over_a_resource_threshold() -> None:
     report = make_monitor(**(RELAXED | {"memory_warning_threshold": 0})).health({"main_db": ok()})
     assert report["status"] == "degraded"
-    assert report["is_healthy"] is False  # degraded is not healthy: the handbook's alert fires
+    assert report["is_healthy"] is True  # degraded still serves; warnings say what is wrong
     [warning] = report["warnings"]
     assert warning.startswith("Memory usage high: ")
     assert warning.endswith("% (threshold 0%)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import json
 import subprocess
 import sys
 import types
@@ -59,7 +60,8 @@ async def tool_names(client: Client) -> set[str]:
 
 async def call(client: Client, tool: str, **arguments: Any) -> tuple[bool, dict[str, Any]]:
     result = await client.call_tool(tool, arguments)
-    data = result.structured_content
+    # Errors carry their JSON as text only (structured content must match the output schema).
+    data = result.structured_content if not result.is_error else json.loads(result.content[0].text)
     assert isinstance(data, dict)
     assert data["success"] is (not result.is_error)
     return bool(result.is_error), data

@@ -377,9 +377,10 @@ class Monitor:
         ``connections``: ``{id: {"is_healthy": bool | None, "latency_ms", "last_checked",
         "error", ...}}`` (None = not probed yet). Verdict rules: :func:`.health.assess`.
 
-        ``is_healthy`` is ``status == "healthy"``: a degraded server is not reported
-        healthy, so the handbook's ``if not health["is_healthy"]: send_alert(...)``
-        fires on it too. HTTP maps ``unhealthy`` to 503, the other two to 200.
+        ``is_healthy`` is ``status != "unhealthy"``: the server can serve. A degraded
+        server (resources over a threshold, some connection down) still serves, and
+        says what is wrong in ``warnings``; a momentary CPU spike must not make probes
+        or the handbook's ``if not health["is_healthy"]`` alert flap. HTTP maps ``unhealthy`` to 503, the other two to 200.
         A change of status from the previous call (the first call compares with
         ``healthy``) logs ``health_changed``: WARNING when worse, INFO when better.
         """
@@ -391,7 +392,7 @@ class Monitor:
             log = self._log.warning if RANK[status] > RANK[old] else self._log.info
             log("health_changed", old_status=old, new_status=status, warnings=warnings)
         return {
-            "is_healthy": status == "healthy",
+            "is_healthy": status != "unhealthy",
             "status": status,
             "uptime_seconds": system["uptime_seconds"],
             "memory_percent": system["memory_percent"],
