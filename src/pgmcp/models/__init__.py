@@ -164,7 +164,7 @@ class PlanSummary(BaseModel):
 
 
 class ExplainResult(_Result):
-    plan: Any
+    plan: list[dict[str, Any]]
     summary: PlanSummary
     warnings: list[str]
 
