@@ -8,6 +8,9 @@ tests send a request and receive responses well past both, in one session.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from pathlib import Path
 
 import asyncpg
@@ -68,3 +71,60 @@ async def test_requests_and_responses_larger_than_a_pipe_cross_stdio_intact(
         await conn.close()
     events = [line["event"] for line in json_lines(errlog_path.read_text())]
     assert events.count("tool_call") == 3 and "server_stopped" in events
+
+
+async def test_stdout_to_a_file_falls_back_to_the_sdk_transport_and_answers(
+    module_db: PgServer, tmp_path: Path
+) -> None:
+    # stdout is not a pipe: the event-loop transport steps aside and the SDK's serves the protocol.
+    requests = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "file-test", "version": "0"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {
+                "name": "execute_query",
+                "arguments": {"connection_id": "default", "query": "SELECT 6 * 7 AS answer"},
+            },
+        },
+    ]
+    stdout_path = tmp_path / "responses.jsonl"
+    with stdout_path.open("wb") as stdout, (tmp_path / "stderr.log").open("wb") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            PGMCP,
+            "serve",
+            "--transport",
+            "stdio",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=stdout,
+            stderr=stderr,
+            env=pgmcp_env(module_db),
+            cwd=str(tmp_path),
+        )
+    assert proc.stdin is not None
+    try:
+        for request in requests:
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+        await proc.stdin.drain()
+        deadline = time.monotonic() + 60
+        while '"id":2' not in stdout_path.read_text() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        proc.stdin.close()
+        assert await asyncio.wait_for(proc.wait(), timeout=60) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    answers = {m["id"]: m for m in map(json.loads, stdout_path.read_text().splitlines()) if "id" in m}
+    assert answers[2]["result"]["structuredContent"]["rows"] == [{"answer": 42}]
