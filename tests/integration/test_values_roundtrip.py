@@ -339,8 +339,8 @@ async def test_a_value_that_does_not_fit_names_its_parameter_and_stores_nothing(
             {"connection_id": "default", "queries": [{"query": INSERT, "params": bad}]},
         )
         assert result.is_error
-        data = result.structured_content
-        assert data is not None
+        assert result.structured_content is None  # errors: JSON as text only
+        data = json.loads(result.content[0].text)  # type: ignore[union-attr]
         assert data["error_type"] == "invalid_input"
         assert f"${COLUMNS.index('u') + 2}" in data["error"]
         assert await conn.fetchval("SELECT count(*) FROM vals") == before
