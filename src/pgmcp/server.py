@@ -459,6 +459,7 @@ def register_resources(server: PgMcpServer, app: AppContext, schema: SchemaTools
 # --- stdio on the event loop ---------------------------------------------------------------
 
 _PIPE_SIZE = 1 << 20
+_CLOSE_TIMEOUT = 2.0  # seconds for the last answers to drain at shutdown
 _STDIO_LINE_LIMIT = 1 << 30  # one JSON-RPC message per line; the client is our parent, not a stranger
 
 
@@ -565,8 +566,9 @@ class _PipeOut:
 
     async def close(self) -> None:
         self._writer.close()
+        # Bounded: a client that stopped reading must not hold up shutdown.
         with contextlib.suppress(Exception):
-            await self._writer.wait_closed()
+            await asyncio.wait_for(self._writer.wait_closed(), _CLOSE_TIMEOUT)
 
 
 async def _open_stdio_pipes() -> tuple[_PipeLines, _PipeOut, Callable[[], None]] | None:
@@ -600,16 +602,28 @@ async def _open_stdio_pipes() -> tuple[_PipeLines, _PipeOut, Callable[[], None]]
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_STDIO_LINE_LIMIT)
-    # The transports own the duplicates and close them.
-    read_transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(in_fd, "rb", buffering=0)
-    )
-    transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(out_fd, "wb", buffering=0)
-    )
+    in_file, out_file = os.fdopen(in_fd, "rb", buffering=0), os.fdopen(out_fd, "wb", buffering=0)
+    read_transport: asyncio.ReadTransport | None = None
+    try:
+        # The transports own the duplicates and close them.
+        read_transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), in_file
+        )
+        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, out_file)
+    except (OSError, ValueError):
+        if read_transport is not None:
+            read_transport.close()
+        else:
+            in_file.close()
+        out_file.close()
+        for fd in (0, 1):  # the SDK's transport reads and writes them blocking, from threads
+            with contextlib.suppress(OSError):
+                os.set_blocking(fd, True)
+        return None
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
     # Divert the standard descriptors while the private duplicates carry the wire.
-    saved_in, saved_out = os.dup(0), os.dup(1)
+    saved_in = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
+    saved_out = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
