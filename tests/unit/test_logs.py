@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pgmcp.errors import register_secret
+from pgmcp.errors import _registered_secrets, register_secret
 from pgmcp.logs import configure_logging, get_logger, redact_text
 
 # A module-level logger, made before any configure_logging() call of these tests,
@@ -31,8 +32,20 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(autouse=True)
-def _info_level() -> None:
+def _info_level() -> Iterator[None]:
+    """INFO logs, and a secret registry of this test's own.
+
+    Secrets are process-wide; ones registered by earlier tests in the same
+    session (a password like ``pass``) would mask words these tests expect.
+    """
     configure_logging("INFO")
+    saved = set(_registered_secrets)
+    _registered_secrets.clear()
+    try:
+        yield
+    finally:
+        _registered_secrets.clear()
+        _registered_secrets.update(saved)
 
 
 def test_lines_are_json_on_stderr_with_timestamp_level_event(capsys: pytest.CaptureFixture[str]) -> None:
