@@ -261,6 +261,23 @@ class Executor:
                     raise
                 return
 
+    def _failed(
+        self, conn: Connection, exc: BaseException, *, query: str, query_type: str, started: float, tool: str
+    ) -> PgMcpError:
+        """The pgmcp error for ``exc``, recorded as a failed query (metrics, logs, history)."""
+        failure = self._fail(exc)
+        self._record(
+            conn,
+            query=query,
+            query_type=query_type,
+            started=started,
+            success=False,
+            row_count=None,
+            error_type=failure.error_type,
+            tool=tool,
+        )
+        return failure
+
     def _fail(self, exc: BaseException) -> PgMcpError:
         if isinstance(exc, asyncpg.InternalClientError) and not isinstance(exc, PgMcpError):
             # asyncpg's protocol state machine tripped over a connection the server dropped
@@ -330,21 +347,11 @@ class Executor:
                 else:
                     await stmt.fetch(*args)
                     row_count_db = _status_count(stmt.get_statusmsg())
-        except BaseException as exc:
-            failure = self._fail(exc)
-            if isinstance(exc, Exception):
-                self._record(
-                    conn,
-                    query=query,
-                    query_type=decision.query_type,
-                    started=started,
-                    success=False,
-                    row_count=None,
-                    error_type=failure.error_type,
-                    tool=tool,
-                )
-                raise failure from (None if failure is exc else exc)
-            raise
+        except Exception as exc:
+            failure = self._failed(
+                conn, exc, query=query, query_type=decision.query_type, started=started, tool=tool
+            )
+            raise failure from (None if failure is exc else exc)
         more = len(records) > size
         rows, byte_capped = self._encode(attributes, records[:size])
         truncated = more or byte_capped
@@ -472,15 +479,12 @@ class Executor:
                             await stmt.fetch(*args)
                             item = {"row_count": _status_count(stmt.get_statusmsg()) or 0}
                     except Exception as exc:
-                        failure = self._fail(exc)
-                        self._record(
+                        failure = self._failed(
                             conn,
+                            exc,
                             query=query,
                             query_type=decisions[index].query_type,
                             started=step_started,
-                            success=False,
-                            row_count=None,
-                            error_type=failure.error_type,
                             tool=tool,
                         )
                         raise StatementFailed(index, failure) from exc
@@ -541,16 +545,8 @@ class Executor:
                 await stmt.executemany(rows)
                 after = await c.fetchval(_XACT_CHANGES) if not readonly else 0
         except Exception as exc:
-            failure = self._fail(exc)
-            self._record(
-                conn,
-                query=query,
-                query_type=decision.query_type,
-                started=started,
-                success=False,
-                row_count=None,
-                error_type=failure.error_type,
-                tool=tool,
+            failure = self._failed(
+                conn, exc, query=query, query_type=decision.query_type, started=started, tool=tool
             )
             raise failure from (None if failure is exc else exc)
         affected = int(after) - int(before)
@@ -594,17 +590,7 @@ class Executor:
                 args = convert_params(list(params), stmt.get_parameters())
                 raw = await stmt.fetchval(*args)
         except Exception as exc:
-            failure = self._fail(exc)
-            self._record(
-                conn,
-                query=sql,
-                query_type="EXPLAIN",
-                started=started,
-                success=False,
-                row_count=None,
-                error_type=failure.error_type,
-                tool=tool,
-            )
+            failure = self._failed(conn, exc, query=sql, query_type="EXPLAIN", started=started, tool=tool)
             raise failure from (None if failure is exc else exc)
         duration_ms = self._record(
             conn, query=sql, query_type="EXPLAIN", started=started, success=True, row_count=1, tool=tool
@@ -626,17 +612,7 @@ class Executor:
                 for sql, args in queries:
                     results.append(await c.fetch(sql, *args))
         except Exception as exc:
-            failure = self._fail(exc)
-            self._record(
-                conn,
-                query=tool,
-                query_type="CATALOG",
-                started=started,
-                success=False,
-                row_count=None,
-                error_type=failure.error_type,
-                tool=tool,
-            )
+            failure = self._failed(conn, exc, query=tool, query_type="CATALOG", started=started, tool=tool)
             raise failure from (None if failure is exc else exc)
         self._record(
             conn,
