@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Coroutine
 from typing import Any, cast
 
 from pgmcp import __version__
@@ -74,12 +75,23 @@ def main(argv: list[str] | None = None) -> int:
             )
         log.warning("unauthenticated_http", host=settings.mcp_server_host)
     try:
-        asyncio.run(_serve(settings, args.transport))
+        _run(_serve(settings, args.transport))
     except KeyboardInterrupt:
         pass
     except PgMcpError as exc:
         return _fail(str(exc), 1)
     return 0
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed (not on Windows): its C event loop costs
+    15–25 % less CPU per tool call than asyncio's (benchmarks/README.md)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 async def _serve(settings: Settings, transport: str) -> None:
