@@ -27,6 +27,7 @@ from pgmcp import models
 from pgmcp.app import AppContext
 from pgmcp.auth import ANONYMOUS, STDIO, CallInfo, Principal, current_call, current_principal
 from pgmcp.errors import ConnectionFailed, DatabaseError, InvalidInput, PgMcpError, error_payload
+from pgmcp.fastpath import ToolCallFastPath
 from pgmcp.logs import get_logger
 from pgmcp.prompts import register_prompts
 from pgmcp.stdio import AnswerBadLines, open_stdio_pipes
@@ -143,6 +144,11 @@ class PgMcpServer(MCPServer[Any]):
     app_context: AppContext | None = None
     _tools_cache: tuple[int, list[Any]] | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Tools registered through register_tool: their results are ours to put on the wire (fastpath.py).
+        self.fast_tools: set[str] = set()
+
     _header_free: dict[str, tuple[Any, bool]] | None = None
 
     def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
@@ -179,12 +185,17 @@ class PgMcpServer(MCPServer[Any]):
         from mcp.server.stdio import stdio_server
 
         lines, out, restore = pipes
+        settings = self.app_context.settings if self.app_context is not None else None
+        if settings is None or settings.mcp_stdio_fast_path:
+            lines.fast = ToolCallFastPath(self, out.write_bytes, out.flush)
         try:
             async with stdio_server(stdin=cast(Any, lines), stdout=cast(Any, out)) as (read, write):
                 lowlevel = self._lowlevel_server
                 answered = AnswerBadLines(read, write, lines)
                 await lowlevel.run(cast(Any, answered), write, lowlevel.create_initialization_options())
         finally:
+            if lines.fast is not None:
+                await lines.fast.close()
             restore()
             await out.close()
 
@@ -320,6 +331,7 @@ def register_tool(
     )
     if not validate_output:
         _advertise_without_validating(server, tool_name)
+    server.fast_tools.add(tool_name)
 
 
 _CTX_PARAM = "pgmcp_context"

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pgmcp.fastpath import ToolCallFastPath
 from pgmcp.logs import get_logger
 
 __all__ = ["AnswerBadLines", "open_stdio_pipes"]
@@ -30,20 +31,32 @@ _STDIO_LINE_LIMIT = 1 << 30  # one JSON-RPC message per line; the client is our 
 
 
 class _PipeLines:
-    """The stdin side for the SDK's ``stdio_server``: an async iterator of text lines."""
+    """The stdin side for the SDK's ``stdio_server``: an async iterator of text lines.
+
+    With a fast path set, the lines it takes (``tools/call``, see
+    :mod:`pgmcp.fastpath`) never reach the SDK; at the end of the input its calls
+    still running are cancelled and answered before the SDK sees the end.
+    """
 
     def __init__(self, reader: Any) -> None:
         self._reader = reader
+        self.fast: ToolCallFastPath | None = None
+        self.last = b""
 
     def __aiter__(self) -> _PipeLines:
         return self
 
     async def __anext__(self) -> str:
-        line: bytes = await self._reader.readline()
-        if not line:
-            raise StopAsyncIteration
-        self.last = line
-        return line.decode("utf-8", errors="replace")
+        while True:
+            line: bytes = await self._reader.readline()
+            if not line:
+                if self.fast is not None:
+                    await self.fast.close()
+                raise StopAsyncIteration
+            if self.fast is not None and self.fast.take(line):
+                continue
+            self.last = line
+            return line.decode("utf-8", errors="replace")
 
 
 class AnswerBadLines:
@@ -129,6 +142,10 @@ class _PipeOut:
 
     async def flush(self) -> None:
         await self._writer.drain()
+
+    def write_bytes(self, data: bytes) -> None:
+        """One whole message, queued at once (so it never interleaves with another)."""
+        self._writer.write(data)
 
     async def close(self) -> None:
         self._writer.close()
