@@ -85,6 +85,10 @@ class Settings(BaseSettings):
         True,
         description="Answer tools/call over stdio without the MCP SDK's dispatcher (same answers, less CPU).",
     )
+    mcp_http_fast_path: bool = Field(
+        True,
+        description="Answer 2026-07-28 tools/call POSTs without the MCP SDK's dispatcher (same answers, less CPU).",
+    )
     shutdown_grace_seconds: float = Field(
         10.0,
         ge=0,

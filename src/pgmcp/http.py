@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgmcp.app import AppContext
 from pgmcp.auth import ANONYMOUS, Authenticator, AuthError
+from pgmcp.fastpath import HttpFastPath
 from pgmcp.logs import get_logger
 from pgmcp.server import PgMcpServer
 from pgmcp.tools.observability import ObservabilityTools
@@ -180,6 +181,8 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
         host=settings.mcp_server_host,
     )
     asgi: ASGIApp = _CancelOnDisconnect(starlette) if settings.mcp_stateless else starlette
+    if settings.mcp_http_fast_path:
+        asgi = HttpFastPath(asgi, server)
     authenticator = Authenticator(settings)
     if not authenticator.enabled:
         return _QuietShutdown(_Anonymous(asgi))

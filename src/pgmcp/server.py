@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from pgmcp import models
 from pgmcp.app import AppContext
-from pgmcp.auth import ANONYMOUS, STDIO, CallInfo, Principal, current_call, current_principal
+from pgmcp.auth import ANONYMOUS, CallInfo, Principal, current_call, current_principal
 from pgmcp.errors import ConnectionFailed, DatabaseError, InvalidInput, PgMcpError, error_payload
 from pgmcp.fastpath import ToolCallFastPath
 from pgmcp.logs import get_logger
@@ -353,10 +353,11 @@ def _advertise_without_validating(server: PgMcpServer, tool_name: str) -> None:
 
 
 def _principal(ctx: Any) -> Principal:
-    """The caller: the principal the HTTP auth middleware put on the request, else stdio."""
+    """The caller: the principal the HTTP auth middleware put on the request, else the one the
+    transport set for this call (the HTTP fast path does), else stdio."""
     request = getattr(getattr(ctx, "_request_context", None), "request", None)
     if request is None:
-        return STDIO
+        return current_principal.get()
     state = request.scope.get("state") or {}
     principal = state.get("pgmcp_principal")
     return principal if isinstance(principal, Principal) else ANONYMOUS

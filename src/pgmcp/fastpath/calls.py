@@ -1,0 +1,229 @@
+"""Which ``tools/call`` messages a fast path may answer, and the answer the SDK would have given."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pgmcp.logs import get_logger
+
+__all__ = ["Call", "FastCalls", "loads", "request_id"]
+
+log = get_logger("pgmcp.fastpath")
+
+# The SDK refuses messages nested ~200 deep (-32600), orjson takes up to 1024. Messages with
+# this many brackets (deep, or a large batch_execute) go to the SDK, which decides.
+MAX_BRACKETS = 150
+_PARAM_KEYS = frozenset({"name", "arguments", "_meta"})
+# The 2026-07-28 per-request envelope (mcp_types' *_META_KEY constants; a test pins them).
+PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
+ENVELOPE_KEYS = frozenset(
+    {PROTOCOL_VERSION_KEY, "io.modelcontextprotocol/clientInfo", "io.modelcontextprotocol/clientCapabilities"}
+)
+SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
+# The SDK's own middleware: tracing spans (no-ops without an OpenTelemetry SDK) and the
+# 2026-07-28 requestState seal, which plain tool calls never carry.
+_SDK_MIDDLEWARE = frozenset({"OpenTelemetryMiddleware", "RequestStateBoundary"})
+
+
+def request_id(value: Any) -> str | int | None:
+    """A JSON-RPC request id (int or string, never a bool), or None."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    return value
+
+
+def loads(data: bytes) -> dict[str, Any] | None:
+    try:
+        msg = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return msg if isinstance(msg, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One eligible ``tools/call``: its id (and the SDK's correlation key for it), tool, arguments, _meta."""
+
+    id: str | int
+    key: str | int
+    name: str
+    arguments: dict[str, Any]
+    meta: Any
+
+
+class FastCalls:
+    """The part every fast path shares: eligibility, protocol versions, and answers."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self._tools: frozenset[str] = frozenset(getattr(server, "fast_tools", ()))
+        self.enabled = bool(self._tools) and not _intercepted(server)
+        self._envelopes: list[dict[str, Any]] = []  # envelopes the SDK's classifier accepted
+        self._stamp: dict[str, Any] | None = None
+
+    def parse(self, data: bytes) -> Call | None:
+        """``data`` as a tools/call a fast path may take, or None (the SDK's, then)."""
+        if data.count(b"[") + data.count(b"{") > MAX_BRACKETS:
+            return None
+        msg = loads(data)
+        if msg is None or msg.get("jsonrpc") != "2.0" or msg.get("method") != "tools/call":
+            return None
+        rid = request_id(msg.get("id"))
+        params = msg.get("params")
+        if rid is None or not isinstance(params, dict) or not _PARAM_KEYS.issuperset(params):
+            return None
+        name, arguments = params.get("name"), params.get("arguments", {})
+        if not isinstance(name, str) or name not in self._tools:
+            return None
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            return None
+        return Call(rid, correlation_key(rid), name, arguments, params.get("_meta"))
+
+    @staticmethod
+    def legacy_meta(call: Call) -> bool:
+        """A handshake-era call: ``_meta`` at most a progress token (an envelope is the SDK's to refuse)."""
+        return call.meta is None or (isinstance(call.meta, dict) and set(call.meta) <= {"progressToken"})
+
+    def modern_version(self, call: Call, headers: Mapping[str, str] | None = None) -> str | None:
+        """The 2026-07-28-era version ``call`` is served at, or None when the SDK must answer it.
+
+        The SDK's classifier judges the envelope (and, over HTTP, the routing headers
+        against it); an envelope accepted once is recognised by equality after that
+        when there are no headers to check.
+        """
+        meta = call.meta
+        if not isinstance(meta, dict):
+            return None
+        envelope = {k: v for k, v in meta.items() if k != "progressToken"}
+        if not ENVELOPE_KEYS.issuperset(envelope):
+            return None
+        if headers is not None or envelope not in self._envelopes:
+            from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
+
+            body = {
+                "method": "tools/call",
+                "params": {"name": call.name, "arguments": call.arguments, "_meta": meta},
+            }
+            route = classify_inbound_request(body, headers=headers)
+            if isinstance(route, InboundLadderRejection) or not plain(route.protocol_version):
+                return None
+            if headers is None:
+                self._envelopes = [envelope, *self._envelopes[:7]]
+        version = envelope[PROTOCOL_VERSION_KEY]
+        return version if isinstance(version, str) else None
+
+    async def answer(self, call: Call, version: str) -> dict[str, Any]:
+        """The JSON-RPC answer to ``call`` (``result`` or ``error``), as the SDK's tools/call handler gives it."""
+        from mcp.shared.exceptions import MCPError
+        from mcp.types import CallToolResult, TextContent
+
+        try:
+            result = await self.server.call_tool(call.name, call.arguments)
+        except MCPError as exc:
+            error = exc.error.model_dump(by_alias=True, mode="json", exclude_none=True)
+            return {"jsonrpc": "2.0", "id": call.id, "error": error}
+        except Exception as exc:  # what the SDK's handler turns into an error result
+            log.exception("tool_call_failed", tool=call.name)
+            result = CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+        dumped = _dump(result, version)
+        if version in modern_versions():
+            # The 2026-07-28 era: every result says it is complete and names the server.
+            dumped.setdefault("resultType", "complete")
+            if dumped.get("_meta") is None:
+                if self._stamp is None:
+                    self._stamp = self.server._lowlevel_server.server_info_stamp
+                dumped["_meta"] = {SERVER_INFO_KEY: self._stamp}
+        return {"jsonrpc": "2.0", "id": call.id, "result": dumped}
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return orjson.dumps(message, default=str)
+
+
+def correlation_key(rid: str | int) -> str | int:
+    """How the SDK matches ids ("7" and 7 are one request for cancellation)."""
+    from mcp.shared.dispatcher import coerce_request_id
+
+    return coerce_request_id(rid)
+
+
+def _dump(result: Any, version: str) -> dict[str, Any]:
+    """A tool result on the wire: our own results directly, anything else as the SDK shapes it."""
+    from mcp.types import CallToolResult, TextContent
+
+    texts = [c for c in result.content if type(c) is TextContent and c.annotations is None and c.meta is None]
+    if type(result) is CallToolResult and result.meta is None and len(texts) == len(result.content):
+        out: dict[str, Any] = {"content": [{"type": "text", "text": c.text} for c in texts]}
+        if result.structured_content is not None:
+            out["structuredContent"] = result.structured_content
+        out["isError"] = result.is_error
+        return out
+    from mcp_types import methods
+
+    dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if version not in modern_versions():
+        dumped.pop("resultType", None)
+    return dict(methods.serialize_server_result("tools/call", version, dumped))
+
+
+def negotiated(params: Any) -> str | None:
+    """The protocol version the SDK settles on at ``initialize``, if our results travel unchanged in it."""
+    from mcp.types import InitializeRequestParams
+    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
+    from pydantic import ValidationError
+
+    try:
+        requested = InitializeRequestParams.model_validate(params or {}, by_name=False).protocol_version
+    except ValidationError:
+        return None  # the SDK refuses this initialize
+    version = requested if requested in HANDSHAKE_PROTOCOL_VERSIONS else LATEST_HANDSHAKE_VERSION
+    return version if plain(version) else None
+
+
+def modern_versions() -> tuple[str, ...]:
+    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+    return tuple(MODERN_PROTOCOL_VERSIONS)
+
+
+_PLAIN: dict[str, bool] = {}
+
+
+def plain(version: str) -> bool:
+    """True when the SDK's result sieve for ``version`` leaves our tool results as they are."""
+    known = _PLAIN.get(version)
+    if known is None:
+        from mcp_types import methods
+
+        samples: list[dict[str, Any]] = [
+            {
+                "content": [{"type": "text", "text": "x"}],
+                "structuredContent": {"a": [1, None]},
+                "isError": False,
+            },
+            {"content": [{"type": "text", "text": "x"}], "isError": True},
+        ]
+        if version in modern_versions():
+            samples = [{**sample, "resultType": "complete"} for sample in samples]
+        try:
+            known = all(methods.serialize_server_result("tools/call", version, dict(s)) == s for s in samples)
+        except Exception:
+            known = False
+        _PLAIN[version] = known
+    return known
+
+
+def _intercepted(server: Any) -> bool:
+    """Whether SDK extensions, cache hints or extra middleware want to see every tools/call."""
+    if getattr(server, "_extensions", ()):
+        return True
+    lowlevel = getattr(server, "_lowlevel_server", None)
+    if lowlevel is None or getattr(lowlevel, "cache_hints", {}).get("tools/call") is not None:
+        return True
+    return any(type(m).__name__ not in _SDK_MIDDLEWARE for m in getattr(lowlevel, "middleware", ()))

@@ -1,0 +1,188 @@
+"""The HTTP fast path: 2026-07-28 ``tools/call`` POSTs to ``/mcp``, answered before the SDK's app.
+
+The SDK's modern entry (``mcp.server._streamable_http_modern.handle_modern_request``)
+checks, in order: transport security (Content-Type, Host, Origin), the method,
+the Accept header, the body, the JSON-RPC shape, duplicated routing headers, the
+envelope against the routing headers, and ``Mcp-Param-*`` headers against the
+tool's schema. :class:`HttpFastPath` runs the same checks with the SDK's own
+functions and hands the request to the SDK, body replayed, whenever one of them
+fails or anything is unusual (an ``Mcp-Param-*`` header, a body without a length
+or over ``MCP_MAX_REQUEST_BYTES``), so every refusal is still the SDK's.
+
+Like the SDK, a client that disconnects cancels its call (asyncpg cancels the
+statement, the transaction rolls back), and a call still running after 15 s is
+answered as an event stream with keep-alive pings when the server streams
+(stateful mode), so no proxy idles the connection out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pgmcp.auth import ANONYMOUS, Principal, current_principal
+from pgmcp.fastpath.calls import Call, FastCalls, encode, modern_versions
+
+__all__ = ["HttpFastPath"]
+
+_SSE_PING_INTERVAL = 15.0  # the SDK's deferral window before it commits to text/event-stream
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"connection", b"keep-alive"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class HttpFastPath:
+    """ASGI layer in front of the SDK's app; ``server`` is the PgMcpServer whose ``streamable_http_app`` it wraps."""
+
+    def __init__(self, app: ASGIApp, server: Any, *, path: str = "/mcp") -> None:
+        self.app = app
+        self._calls = FastCalls(server)
+        self._manager = server._lowlevel_server.session_manager
+        self._path = path
+        self._versions = {v.encode() for v in modern_versions()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._candidate(scope):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        call, version, body = await self._eligible(request, receive)
+        if body is _GONE:
+            return  # the client left before its request was complete: nobody to answer
+        if call is None or version is None:
+            await self.app(scope, _replay(body, receive) if body is not None else receive, send)
+            return
+        state = scope.get("state") or {}
+        principal = state.get("pgmcp_principal")
+        token = current_principal.set(principal if isinstance(principal, Principal) else ANONYMOUS)
+        try:
+            await self._serve(call, version, receive, send)
+        finally:
+            current_principal.reset(token)
+
+    def _candidate(self, scope: Scope) -> bool:
+        """Cheap header test: a POST to /mcp routed to the modern entry for tools/call."""
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") != self._path:
+            return False
+        if not self._calls.enabled:
+            return False
+        version = method = None
+        for name, value in scope["headers"]:
+            if name == b"mcp-protocol-version":
+                version = value
+            elif name == b"mcp-method":
+                method = value
+            elif name.startswith(b"mcp-param-"):
+                return False  # declared-header validation: the SDK's
+        return method == b"tools/call" and version in self._versions
+
+    async def _eligible(
+        self, request: Request, receive: Receive
+    ) -> tuple[Call | None, str | None, bytes | None]:
+        """The call and its protocol version, or Nones and the body read so far (None: nothing read)."""
+        from mcp.server.streamable_http import check_accept_headers
+        from mcp.server.transport_security import TransportSecurityMiddleware
+        from mcp.shared.inbound import find_duplicated_routing_header
+
+        manager = self._manager
+        if await TransportSecurityMiddleware(manager.security_settings).validate_request(
+            request, is_post=True
+        ):
+            return None, None, None
+        has_json, has_sse = check_accept_headers(request)
+        if not has_json or not (manager.json_response or has_sse):
+            return None, None, None
+        length = request.headers.get("content-length", "")
+        if not length.isdigit() or int(length) > manager.max_request_body_size:
+            return None, None, None
+        if find_duplicated_routing_header(request.headers.items()) is not None:
+            return None, None, None
+        body = await _body(receive)
+        if body is _GONE:
+            return None, None, body
+        call = self._calls.parse(body)
+        version = None if call is None else self._calls.modern_version(call, headers=dict(request.headers))
+        return call, version, body
+
+    async def _serve(self, call: Call, version: str, receive: Receive, send: Send) -> None:
+        running = asyncio.ensure_future(self._calls.answer(call, version))
+        gone = asyncio.ensure_future(_disconnected(receive))
+        streaming = False
+        try:
+            while True:
+                timeout = None if self._manager.json_response else _SSE_PING_INTERVAL
+                done, _ = await asyncio.wait(
+                    {running, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if running in done:
+                    break
+                if gone in done:
+                    running.cancel()  # the client gave up: the statement stops, the transaction rolls back
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await running
+                    return
+                if not streaming:
+                    await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+                    streaming = True
+                await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
+            message = running.result()
+            body = encode(message)
+            if streaming:
+                event = b"event: message\r\ndata: " + body + b"\r\n\r\n"
+                await send({"type": "http.response.body", "body": event, "more_body": False})
+                return
+            status = 200
+            if "error" in message:
+                from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
+
+                status = ERROR_CODE_HTTP_STATUS.get(message["error"].get("code"), 200)
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            gone.cancel()
+            if not running.done():
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+
+
+_GONE = b"\0gone"  # not a body: the client disconnected while sending it
+
+
+async def _body(receive: Receive) -> bytes:
+    """The request body (its length is checked first), or ``_GONE`` when the client disconnected."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return _GONE
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the SDK's app after the fast path read the body: the body first, then the wire."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
