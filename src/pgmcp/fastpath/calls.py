@@ -7,6 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from mcp.server.mcpserver import Context
+from mcp.shared.dispatcher import coerce_request_id
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
+from mcp.types import CallToolResult, InitializeRequestParams, TextContent
+from mcp_types import methods
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
 
 from pgmcp.logs import get_logger
 
@@ -64,6 +72,7 @@ class FastCalls:
         self.enabled = bool(self._tools) and not _intercepted(server)
         self._envelopes: list[dict[str, Any]] = []  # envelopes the SDK's classifier accepted
         self._stamp: dict[str, Any] | None = None
+        self._context: Any = None
 
     def parse(self, data: bytes) -> Call | None:
         """``data`` as a tools/call a fast path may take, or None (the SDK's, then)."""
@@ -104,8 +113,6 @@ class FastCalls:
         if not ENVELOPE_KEYS.issuperset(envelope):
             return None
         if headers is not None or envelope not in self._envelopes:
-            from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
-
             body = {
                 "method": "tools/call",
                 "params": {"name": call.name, "arguments": call.arguments, "_meta": meta},
@@ -120,11 +127,16 @@ class FastCalls:
 
     async def answer(self, call: Call, version: str) -> dict[str, Any]:
         """The JSON-RPC answer to ``call`` (``result`` or ``error``), as the SDK's tools/call handler gives it."""
-        from mcp.shared.exceptions import MCPError
-        from mcp.types import CallToolResult, TextContent
 
+        if self._context is None:
+            # What MCPServer.call_tool builds for a call without a request, built once: it holds
+            # no per-call state (pgmcp's tools take their caller from current_principal).
+
+            self._context = Context(
+                mcp_server=self.server, subscriptions=getattr(self.server, "_subscriptions", None)
+            )
         try:
-            result = await self.server.call_tool(call.name, call.arguments)
+            result = await self.server.call_tool(call.name, call.arguments, self._context)
         except MCPError as exc:
             error = exc.error.model_dump(by_alias=True, mode="json", exclude_none=True)
             return {"jsonrpc": "2.0", "id": call.id, "error": error}
@@ -148,14 +160,12 @@ def encode(message: dict[str, Any]) -> bytes:
 
 def correlation_key(rid: str | int) -> str | int:
     """How the SDK matches ids ("7" and 7 are one request for cancellation)."""
-    from mcp.shared.dispatcher import coerce_request_id
 
     return coerce_request_id(rid)
 
 
 def _dump(result: Any, version: str) -> dict[str, Any]:
     """A tool result on the wire: our own results directly, anything else as the SDK shapes it."""
-    from mcp.types import CallToolResult, TextContent
 
     texts = [c for c in result.content if type(c) is TextContent and c.annotations is None and c.meta is None]
     if type(result) is CallToolResult and result.meta is None and len(texts) == len(result.content):
@@ -164,7 +174,6 @@ def _dump(result: Any, version: str) -> dict[str, Any]:
             out["structuredContent"] = result.structured_content
         out["isError"] = result.is_error
         return out
-    from mcp_types import methods
 
     dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
     if version not in modern_versions():
@@ -174,9 +183,6 @@ def _dump(result: Any, version: str) -> dict[str, Any]:
 
 def negotiated(params: Any) -> str | None:
     """The protocol version the SDK settles on at ``initialize``, if our results travel unchanged in it."""
-    from mcp.types import InitializeRequestParams
-    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
-    from pydantic import ValidationError
 
     try:
         requested = InitializeRequestParams.model_validate(params or {}, by_name=False).protocol_version
@@ -186,10 +192,11 @@ def negotiated(params: Any) -> str | None:
     return version if plain(version) else None
 
 
-def modern_versions() -> tuple[str, ...]:
-    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+_MODERN = tuple(MODERN_PROTOCOL_VERSIONS)
 
-    return tuple(MODERN_PROTOCOL_VERSIONS)
+
+def modern_versions() -> tuple[str, ...]:
+    return _MODERN
 
 
 _PLAIN: dict[str, bool] = {}
@@ -199,8 +206,6 @@ def plain(version: str) -> bool:
     """True when the SDK's result sieve for ``version`` leaves our tool results as they are."""
     known = _PLAIN.get(version)
     if known is None:
-        from mcp_types import methods
-
         samples: list[dict[str, Any]] = [
             {
                 "content": [{"type": "text", "text": "x"}],

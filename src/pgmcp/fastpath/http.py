@@ -21,6 +21,9 @@ import asyncio
 import contextlib
 from typing import Any
 
+from mcp.server.streamable_http import check_accept_headers
+from mcp.server.transport_security import TransportSecurityMiddleware
+from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, find_duplicated_routing_header
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -87,10 +90,6 @@ class HttpFastPath:
         self, request: Request, receive: Receive
     ) -> tuple[Call | None, str | None, bytes | None]:
         """The call and its protocol version, or Nones and the body read so far (None: nothing read)."""
-        from mcp.server.streamable_http import check_accept_headers
-        from mcp.server.transport_security import TransportSecurityMiddleware
-        from mcp.shared.inbound import find_duplicated_routing_header
-
         manager = self._manager
         if await TransportSecurityMiddleware(manager.security_settings).validate_request(
             request, is_post=True
@@ -140,8 +139,6 @@ class HttpFastPath:
                 return
             status = 200
             if "error" in message:
-                from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
-
                 status = ERROR_CODE_HTTP_STATUS.get(message["error"].get("code"), 200)
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             await send({"type": "http.response.start", "status": status, "headers": headers})

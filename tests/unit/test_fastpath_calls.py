@@ -1,0 +1,37 @@
+"""The fast paths' copies of SDK constants and their view of the SDK's result sieve."""
+
+from __future__ import annotations
+
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
+    PROTOCOL_VERSION_META_KEY,
+    SERVER_INFO_META_KEY,
+)
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
+
+from pgmcp.fastpath import calls
+
+
+def test_envelope_keys_are_the_sdks() -> None:
+    assert calls.PROTOCOL_VERSION_KEY == PROTOCOL_VERSION_META_KEY
+    assert calls.SERVER_INFO_KEY == SERVER_INFO_META_KEY
+    assert {
+        PROTOCOL_VERSION_META_KEY,
+        CLIENT_INFO_META_KEY,
+        CLIENT_CAPABILITIES_META_KEY,
+    } == calls.ENVELOPE_KEYS
+
+
+def test_every_version_the_sdk_serves_passes_our_results_unchanged() -> None:
+    """If an SDK upgrade starts reshaping tool results for a version, the fast paths stop taking it."""
+    for version in (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS):
+        assert calls.plain(version), version
+    assert not calls.plain("1999-01-01")
+
+
+def test_initialize_negotiates_as_the_sdk_does() -> None:
+    hello = {"capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+    assert calls.negotiated({**hello, "protocolVersion": "2025-03-26"}) == "2025-03-26"
+    assert calls.negotiated({**hello, "protocolVersion": "1999-01-01"}) == LATEST_HANDSHAKE_VERSION
+    assert calls.negotiated({"protocolVersion": "2025-06-18"}) is None, "the SDK refuses it: no capabilities"
