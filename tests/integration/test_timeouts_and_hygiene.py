@@ -9,7 +9,7 @@ settings at their defaults, not in a transaction, no advisory locks, cursors,
 prepared statements of a caller, listened channels or temporary tables.
 
 The session is inspected between calls, on the pooled connection itself
-(``pool.acquire()``, outside any transaction): inside a call ``statement_timeout``
+(``registry.acquire()``, outside any transaction): inside a call ``statement_timeout``
 is the server's own ``SET LOCAL`` of QUERY_TIMEOUT, which is the point of it, so
 ``execute_query`` can only show that value, not the session's.
 """
@@ -111,9 +111,10 @@ async def backend_pid(client: Client) -> int:
 
 async def session_state(app: AppContext, db: PgServer) -> dict[str, Any]:
     """What the pooled connection carries between calls, read on that very connection."""
-    pool = app.registry.get("default").pool
-    assert pool.get_size() == 1
-    async with pool.acquire() as raw:
+    pooled = app.registry.get("default")
+    assert pooled.pool.get_size() == 1
+    # The connection the next call gets (the warm one, when the last call left it clean).
+    async with app.registry.acquire(pooled) as raw:
         settings = {name: await raw.fetchval("SELECT current_setting($1)", name) for name in SESSION_SETTINGS}
         pid = await raw.fetchval("SELECT pg_backend_pid()")
         state = {
