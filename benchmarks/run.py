@@ -212,6 +212,102 @@ async def latency_of(srv: Any, calls: int) -> dict[str, Any]:
     }
 
 
+def _envelope() -> dict[str, Any]:
+    return {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientInfo": {"name": "pgmcp-bench", "version": "0"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+
+
+async def bare_stdio_latency(db: Postgres, log_dir: Path, calls: int) -> dict[str, Any]:
+    """``SELECT 1`` over stdio from a bare JSON-RPC peer: one line out, one line in, nothing else.
+
+    The official client spends ~0.7 ms of CPU on each call itself (pydantic models,
+    anyio streams, jsonschema validation of the result), which lands in its latency;
+    this figure is the latency the server and the database account for.
+    """
+    env = server_env(db)  # INFO logs, as the official client's server has
+    with (log_dir / "bare-stdio.log").open("wb") as errlog:
+        proc = await asyncio.create_subprocess_exec(
+            PGMCP,
+            "serve",
+            "--transport",
+            "stdio",
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=errlog,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin, stdout = proc.stdin, proc.stdout
+        try:
+
+            async def request(i: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+                line = {
+                    "jsonrpc": "2.0",
+                    "id": i,
+                    "method": method,
+                    "params": {**params, "_meta": _envelope()},
+                }
+                stdin.write(json.dumps(line).encode() + b"\n")
+                await stdin.drain()
+                return dict(json.loads(await stdout.readline()))
+
+            await request(0, "server/discover", {})
+            counter = iter(range(1, 10**9))
+            call = {"name": "execute_query", "arguments": SELECT1}
+
+            async def one() -> None:
+                answer = await request(next(counter), "tools/call", call)
+                if answer.get("result", {}).get("isError") is not False:
+                    raise RuntimeError(f"SELECT 1 failed: {answer}")
+
+            await time_calls(one, 0, warmup=200)
+            samples, server_cpu, _ = await cpu_of(proc.pid, lambda: time_calls(one, calls, warmup=0))
+        finally:
+            stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+    return {**summary_ms(samples), "server_cpu_ms_per_call": round(server_cpu / calls * 1000, 4)}
+
+
+async def bare_http_latency(url: str, pid: int, calls: int) -> dict[str, Any]:
+    """``SELECT 1`` over HTTP from a bare HTTP/1.1 peer on one keep-alive connection (no client library)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    counter = iter(range(1, 10**9))
+
+    async def one() -> None:
+        body = raw_tools_call(next(counter))
+        head = (
+            f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+            "Accept: application/json, text/event-stream\r\n"
+            f"MCP-Protocol-Version: {MODERN}\r\nMcp-Method: tools/call\r\nMcp-Name: execute_query\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        headers = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        length = next(
+            int(h.split(":", 1)[1]) for h in headers.split("\r\n") if h.lower().startswith("content-length:")
+        )
+        text = await reader.readexactly(length)
+        if not headers.startswith("HTTP/1.1 200") or b'"isError":false' not in text:
+            raise RuntimeError(f"SELECT 1 failed: {headers} {text[:200]!r}")
+
+    try:
+        await time_calls(one, 0, warmup=200)
+        samples, server_cpu, _ = await cpu_of(pid, lambda: time_calls(one, calls, warmup=0))
+    finally:
+        writer.close()
+    return {**summary_ms(samples), "server_cpu_ms_per_call": round(server_cpu / calls * 1000, 4)}
+
+
 # --- 2. throughput -----------------------------------------------------------------------------
 
 
@@ -610,14 +706,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         async with scratch_database(pg, big_rows=args.big_rows) as db:
             await section("floor_select1", r, lambda: floor_select1(db, calls))
+            await section("bare_stdio_select1", r, lambda: bare_stdio_latency(db, log_dir, calls))
             async with stdio_server(db, log_dir) as srv:
                 await section("stdio_select1", r, lambda: latency_of(srv, calls))
                 await section("big_stdio", r, lambda: big_select(srv, args.big_runs))
                 await section("batch", r, lambda: batch_compare(srv, db, args.batch_rows, args.batch_runs))
             async with http_server(db, log_dir) as srv:
                 await section("http_select1", r, lambda: latency_of(srv, calls))
-                await section("big_http", r, lambda: big_select(srv, args.big_runs))
                 url, pid = srv.url or "", srv.pid
+                await section("bare_http_select1", r, lambda: bare_http_latency(url, pid, calls))
+                await section("big_http", r, lambda: big_select(srv, args.big_runs))
                 await section(
                     "throughput_http",
                     r,
@@ -738,6 +836,17 @@ def table_rows(run: dict[str, Any], previous: dict[str, Any] | None) -> list[tup
             add(f"SELECT 1 over {transport}: {q}", (key, f"{q}_ms"), fl_txt if q == "p50" else floor_q, " ms")
         add(f"SELECT 1 over {transport}: server CPU/call", (key, "server_cpu_ms_per_call"), "", " ms")
         add(f"SELECT 1 over {transport}: client CPU/call", (key, "client_cpu_ms_per_call"), "", " ms")
+    for transport, key in (("stdio", "bare_stdio_select1"), ("HTTP", "bare_http_select1")):
+        for q in ("p50", "p95", "p99"):
+            floor_q = f"asyncpg {_fmt(_get(fl, 'asyncpg', f'{q}_ms'), ' ms')}"
+            label = f"SELECT 1 over {transport}, bare client: {q}"
+            add(label, (key, f"{q}_ms"), fl_txt if q == "p50" else floor_q, " ms")
+        add(
+            f"SELECT 1 over {transport}, bare client: server CPU/call",
+            (key, "server_cpu_ms_per_call"),
+            "",
+            " ms",
+        )
     tf = f"asyncpg, {_get(f, 'throughput_floor', 'clients')} connections: {_fmt(_get(f, 'throughput_floor', 'calls_per_s'))}/s"
     add("16 HTTP clients: calls/s", ("throughput_http", "calls_per_s"), tf)
     add("16 HTTP clients: errors", ("throughput_http", "errors"))
