@@ -76,6 +76,11 @@ POSTS: list[tuple[str, tuple[dict[str, str], bytes]]] = [
         ),
     ),
     ("name_header_mismatch", _post(10, "execute_query", SELECT, **{"mcp-name": "list_tables"})),
+    # The same headers as an accepted call, another tool in the body: still a mismatch.
+    (
+        "body_name_mismatch",
+        _post(19, "list_tables", {"connection_id": "default"}, **{"mcp-name": "execute_query"}),
+    ),
     ("method_header_mismatch", _post(11, "execute_query", SELECT, **{"mcp-method": "tools/list"})),
     ("foreign_host", _post(12, "execute_query", SELECT, host="evil.example.com")),
     ("foreign_origin", _post(13, "execute_query", SELECT, origin="http://evil.example.com")),

@@ -32,6 +32,8 @@ ENVELOPE_KEYS = frozenset(
     {PROTOCOL_VERSION_KEY, "io.modelcontextprotocol/clientInfo", "io.modelcontextprotocol/clientCapabilities"}
 )
 SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
+# What the classifier compares with the envelope and the body over HTTP (Mcp-Name is the tool's).
+_ROUTING_HEADERS = ("mcp-protocol-version", "mcp-method", "mcp-name")
 # The SDK's own middleware: tracing spans (no-ops without an OpenTelemetry SDK) and the
 # 2026-07-28 requestState seal, which plain tool calls never carry.
 _SDK_MIDDLEWARE = frozenset({"OpenTelemetryMiddleware", "RequestStateBoundary"})
@@ -70,7 +72,8 @@ class FastCalls:
         self.server = server
         self._tools: frozenset[str] = frozenset(getattr(server, "fast_tools", ()))
         self.enabled = bool(self._tools) and not _intercepted(server)
-        self._envelopes: list[dict[str, Any]] = []  # envelopes the SDK's classifier accepted
+        # (routing headers + tool name, envelope) pairs the SDK's classifier accepted, newest first
+        self._accepted: list[tuple[tuple[str | None, ...] | None, dict[str, Any]]] = []
         self._stamp: dict[str, Any] | None = None
         self._context: Any = None
 
@@ -103,8 +106,8 @@ class FastCalls:
         """The 2026-07-28-era version ``call`` is served at, or None when the SDK must answer it.
 
         The SDK's classifier judges the envelope (and, over HTTP, the routing headers
-        against it); an envelope accepted once is recognised by equality after that
-        when there are no headers to check.
+        against it and the body); what it accepted once, with the same routing headers
+        and tool name, is recognised by equality.
         """
         meta = call.meta
         if not isinstance(meta, dict):
@@ -112,16 +115,14 @@ class FastCalls:
         envelope = {k: v for k, v in meta.items() if k != "progressToken"}
         if not ENVELOPE_KEYS.issuperset(envelope):
             return None
-        if headers is not None or envelope not in self._envelopes:
-            body = {
-                "method": "tools/call",
-                "params": {"name": call.name, "arguments": call.arguments, "_meta": meta},
-            }
-            route = classify_inbound_request(body, headers=headers)
+        # The headers and the body's tool name are compared with each other: both are in the key.
+        routing = None if headers is None else (*(headers.get(h) for h in _ROUTING_HEADERS), call.name)
+        if (routing, envelope) not in self._accepted:
+            params = {"name": call.name, "arguments": call.arguments, "_meta": meta}
+            route = classify_inbound_request({"method": "tools/call", "params": params}, headers=headers)
             if isinstance(route, InboundLadderRejection) or not plain(route.protocol_version):
                 return None
-            if headers is None:
-                self._envelopes = [envelope, *self._envelopes[:7]]
+            self._accepted = [(routing, envelope), *self._accepted[:15]]
         version = envelope[PROTOCOL_VERSION_KEY]
         return version if isinstance(version, str) else None
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, cast
 
 from mcp.server.streamable_http import check_accept_headers
 from mcp.server.transport_security import TransportSecurityMiddleware
@@ -48,15 +48,16 @@ class HttpFastPath:
         self.app = app
         self._calls = FastCalls(server)
         self._manager = server._lowlevel_server.session_manager
+        self._security = TransportSecurityMiddleware(self._manager.security_settings)
         self._path = path
         self._versions = {v.encode() for v in modern_versions()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._candidate(scope):
+        headers = self._candidate(scope)
+        if headers is None:
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        call, version, body = await self._eligible(request, receive)
+        call, version, body = await self._eligible(scope, headers, receive)
         if body is _GONE:
             return  # the client left before its request was complete: nobody to answer
         if call is None or version is None:
@@ -70,44 +71,46 @@ class HttpFastPath:
         finally:
             current_principal.reset(token)
 
-    def _candidate(self, scope: Scope) -> bool:
-        """Cheap header test: a POST to /mcp routed to the modern entry for tools/call."""
+    def _candidate(self, scope: Scope) -> _Headers | None:
+        """A POST to /mcp routed to the modern entry for tools/call: its headers (first value of each)."""
         if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") != self._path:
-            return False
+            return None
         if not self._calls.enabled:
-            return False
+            return None
+        raw: list[tuple[bytes, bytes]] = scope["headers"]
         version = method = None
-        for name, value in scope["headers"]:
+        for name, value in raw:
             if name == b"mcp-protocol-version":
                 version = value
             elif name == b"mcp-method":
                 method = value
             elif name.startswith(b"mcp-param-"):
-                return False  # declared-header validation: the SDK's
-        return method == b"tools/call" and version in self._versions
+                return None  # declared-header validation: the SDK's
+        if method != b"tools/call" or version not in self._versions:
+            return None
+        return _Headers(raw)
 
     async def _eligible(
-        self, request: Request, receive: Receive
+        self, scope: Scope, headers: _Headers, receive: Receive
     ) -> tuple[Call | None, str | None, bytes | None]:
         """The call and its protocol version, or Nones and the body read so far (None: nothing read)."""
         manager = self._manager
-        if await TransportSecurityMiddleware(manager.security_settings).validate_request(
-            request, is_post=True
-        ):
+        # The SDK's checks read only ``request.headers``; a plain mapping serves them.
+        if await self._security.validate_request(cast(Request, headers), is_post=True):
             return None, None, None
-        has_json, has_sse = check_accept_headers(request)
+        has_json, has_sse = check_accept_headers(cast(Request, headers))
         if not has_json or not (manager.json_response or has_sse):
             return None, None, None
-        length = request.headers.get("content-length", "")
+        length = headers.headers.get("content-length", "")
         if not length.isdigit() or int(length) > manager.max_request_body_size:
             return None, None, None
-        if find_duplicated_routing_header(request.headers.items()) is not None:
+        if find_duplicated_routing_header(headers.pairs) is not None:
             return None, None, None
         body = await _body(receive)
         if body is _GONE:
             return None, None, body
         call = self._calls.parse(body)
-        version = None if call is None else self._calls.modern_version(call, headers=dict(request.headers))
+        version = None if call is None else self._calls.modern_version(call, headers=headers.headers)
         return call, version, body
 
     async def _serve(self, call: Call, version: str, receive: Receive, send: Send) -> None:
@@ -149,6 +152,18 @@ class HttpFastPath:
                 running.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
+
+
+class _Headers:
+    """A request's headers as the SDK's checks read them (``.headers.get``), decoded once."""
+
+    __slots__ = ("headers", "pairs")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+        self.headers: dict[str, str] = {}
+        for key, value in self.pairs:
+            self.headers.setdefault(key, value)  # the first of repeated headers, as Starlette reads them
 
 
 _GONE = b"\0gone"  # not a body: the client disconnected while sending it
