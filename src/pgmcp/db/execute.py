@@ -36,7 +36,7 @@ import orjson
 
 from pgmcp.auth import current_call, current_principal
 from pgmcp.config import Settings
-from pgmcp.db.convert import column_info, convert_params, make_row_encoder
+from pgmcp.db.convert import column_info, convert_params, make_row_encoder, params_converter
 from pgmcp.db.registry import Connection, ConnectionRegistry, PgMcpConnection
 from pgmcp.errors import (
     ConnectionFailed,
@@ -534,11 +534,11 @@ class Executor:
         try:
             async with self._transaction(conn, readonly=readonly, statements=len(params_list) + 2) as c:
                 stmt = await _prepare(c, query)
-                types = stmt.get_parameters()
+                convert = params_converter(stmt.get_parameters())
                 rows: list[list[Any]] = []
                 for i, params in enumerate(params_list):
                     try:
-                        rows.append(convert_params(list(params), types))
+                        rows.append(convert(params))
                     except InvalidInput as bad:
                         raise InvalidInput(f"params_list[{i}]: {bad}") from None
                 before = await c.fetchval(_XACT_CHANGES) if not readonly else 0

@@ -15,6 +15,7 @@ from mcp.types import CallToolResult, InitializeRequestParams, TextContent
 from mcp_types import methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from pgmcp.logs import get_logger
 
@@ -22,9 +23,6 @@ __all__ = ["Call", "FastCalls", "loads", "request_id"]
 
 log = get_logger("pgmcp.fastpath")
 
-# The SDK refuses messages nested ~200 deep (-32600), orjson takes up to 1024. Messages with
-# this many brackets (deep, or a large batch_execute) go to the SDK, which decides.
-MAX_BRACKETS = 150
 _PARAM_KEYS = frozenset({"name", "arguments", "_meta"})
 # The 2026-07-28 per-request envelope (mcp_types' *_META_KEY constants; a test pins them).
 PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
@@ -47,9 +45,11 @@ def request_id(value: Any) -> str | int | None:
 
 
 def loads(data: bytes) -> dict[str, Any] | None:
+    """``data`` parsed as the SDK parses a message (pydantic-core's parser: the same nesting
+    limit, NaN and big-number handling), or None when it is not a JSON object."""
     try:
-        msg = orjson.loads(data)
-    except orjson.JSONDecodeError:
+        msg = from_json(data)
+    except ValueError:
         return None
     return msg if isinstance(msg, dict) else None
 
@@ -79,8 +79,6 @@ class FastCalls:
 
     def parse(self, data: bytes) -> Call | None:
         """``data`` as a tools/call a fast path may take, or None (the SDK's, then)."""
-        if data.count(b"[") + data.count(b"{") > MAX_BRACKETS:
-            return None
         msg = loads(data)
         if msg is None or msg.get("jsonrpc") != "2.0" or msg.get("method") != "tools/call":
             return None

@@ -10,7 +10,7 @@ turns a :class:`~pgmcp.db.convert.param_scalars._Mismatch` into
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -281,18 +281,29 @@ def convert_params(values: Sequence[Any], param_types: Sequence[Any]) -> list[An
     its type (``Parameter $2: expected a timestamp with time zone …, got 'abc'``)
     and when the number of values differs from the number of parameters.
     """
-    if len(values) != len(param_types):
-        raise InvalidInput(_count_message(len(param_types), len(values)))
-    out: list[Any] = []
-    for position, (value, pg_type) in enumerate(zip(values, param_types, strict=True), 1):
-        if value is None:
-            out.append(None)
-            continue
-        try:
-            out.append(_param_converter(pg_type)(value))
-        except _Mismatch as exc:
-            where = f"Parameter ${position}" + (f", element {exc.path}" if exc.path else "")
-            detail = f" ({exc.detail})" if exc.detail else ""
-            shown = exc.value if exc.has_value else value
-            raise InvalidInput(f"{where}: expected {exc.expected}, got {_show(shown)}{detail}") from None
-    return out
+    return params_converter(param_types)(values)
+
+
+def params_converter(param_types: Sequence[Any]) -> Callable[[Sequence[Any]], list[Any]]:
+    """:func:`convert_params` for one statement, its converters looked up once (for many rows)."""
+    converters = [_param_converter(t) for t in param_types]
+    expected = len(converters)
+
+    def convert(values: Sequence[Any]) -> list[Any]:
+        if len(values) != expected:
+            raise InvalidInput(_count_message(expected, len(values)))
+        out: list[Any] = []
+        for position, (value, converter) in enumerate(zip(values, converters, strict=True), 1):
+            if value is None:
+                out.append(None)
+                continue
+            try:
+                out.append(converter(value))
+            except _Mismatch as exc:
+                where = f"Parameter ${position}" + (f", element {exc.path}" if exc.path else "")
+                detail = f" ({exc.detail})" if exc.detail else ""
+                shown = exc.value if exc.has_value else value
+                raise InvalidInput(f"{where}: expected {exc.expected}, got {_show(shown)}{detail}") from None
+        return out
+
+    return convert
