@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,7 +25,7 @@ from pgmcp.fastpath import ToolCallFastPath
 from pgmcp.server import build_server
 from tests.conftest import PgServer
 from tests.integration.faults import PgmcpProcess, StdioPeer, backends, wait_until
-from tests.integration.harness import settings_for
+from tests.integration.harness import settings_for, without_timings
 
 ENVELOPE = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -62,8 +61,6 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("list_connections", {}),
     ("drop_everything", {}),
 ]
-_VOLATILE = {"duration_ms", "execution_time_ms", "latency_ms", "last_checked", "planning_time_ms"}
-_TAG = re.compile(r"untrusted-data-[0-9a-f]{16}")
 
 
 @pytest.fixture(scope="module")
@@ -77,17 +74,6 @@ async def db(module_db: PgServer) -> PgServer:
     finally:
         await conn.close()
     return module_db
-
-
-def _stable(value: Any) -> Any:
-    """A response without what differs between two runs: timings and the random boundary tag."""
-    if isinstance(value, dict):
-        return {k: _stable(v) for k, v in value.items() if k not in _VOLATILE}
-    if isinstance(value, list):
-        return [_stable(v) for v in value]
-    if isinstance(value, str):
-        return _TAG.sub("untrusted-data-TAG", re.sub(r'"(duration_ms|execution_time_ms)":[0-9.]+', "", value))
-    return value
 
 
 def _open(peer: StdioPeer, era: str) -> None:
@@ -123,7 +109,7 @@ async def _conversation(db: PgServer, era: str, fast: bool) -> list[dict[str, An
 async def test_fast_path_answers_every_call_as_the_sdk_does(db: PgServer, era: str) -> None:
     sdk, fast = await asyncio.gather(_conversation(db, era, fast=False), _conversation(db, era, fast=True))
     for (tool, arguments), expected, got in zip(CALLS, sdk, fast, strict=True):
-        assert _stable(got) == _stable(expected), (tool, arguments)
+        assert without_timings(got) == without_timings(expected), (tool, arguments)
     # The conversation is worth comparing: results, tool errors and argument errors all occur.
     payloads = [StdioPeer.tool_payload(m) for m in fast]
     assert payloads[0]["rows"] == [
