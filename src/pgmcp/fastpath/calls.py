@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ ENVELOPE_KEYS = frozenset(
 SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
 # What the classifier compares with the envelope and the body over HTTP (Mcp-Name is the tool's).
 _ROUTING_HEADERS = ("mcp-protocol-version", "mcp-method", "mcp-name")
+_INTERNAL_ERROR = -32603  # JSON-RPC
 # The SDK's own middleware: tracing spans (no-ops without an OpenTelemetry SDK) and the
 # 2026-07-28 requestState seal, which plain tool calls never carry.
 _SDK_MIDDLEWARE = frozenset({"OpenTelemetryMiddleware", "RequestStateBoundary"})
@@ -125,12 +127,14 @@ class FastCalls:
         return version if isinstance(version, str) else None
 
     async def answer(self, call: Call, version: str) -> dict[str, Any]:
-        """The JSON-RPC answer to ``call`` (``result`` or ``error``), as the SDK's tools/call handler gives it."""
+        """The JSON-RPC answer to ``call`` (``result`` or ``error``), as the SDK's tools/call handler gives it.
 
+        Never raises but for cancellation: whatever goes wrong becomes an answer, so no
+        client waits for one that never comes.
+        """
         if self._context is None:
             # What MCPServer.call_tool builds for a call without a request, built once: it holds
             # no per-call state (pgmcp's tools take their caller from current_principal).
-
             self._context = Context(
                 mcp_server=self.server, subscriptions=getattr(self.server, "_subscriptions", None)
             )
@@ -142,7 +146,15 @@ class FastCalls:
         except Exception as exc:  # what the SDK's handler turns into an error result
             log.exception("tool_call_failed", tool=call.name)
             result = CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
-        dumped = _dump(result, version)
+        try:
+            dumped = _dump(result, version)
+        except Exception:  # a result the SDK's sieve refuses: the SDK answers that with an internal error
+            log.exception("tool_result_invalid", tool=call.name)
+            return {
+                "jsonrpc": "2.0",
+                "id": call.id,
+                "error": {"code": _INTERNAL_ERROR, "message": "Internal error"},
+            }
         if version in modern_versions():
             # The 2026-07-28 era: every result says it is complete and names the server.
             dumped.setdefault("resultType", "complete")
@@ -154,7 +166,10 @@ class FastCalls:
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    return orjson.dumps(message, default=str)
+    try:
+        return orjson.dumps(message, default=str)
+    except TypeError:  # e.g. an integer past 64 bits, which orjson refuses and JSON allows
+        return json.dumps(message, default=str, separators=(",", ":")).encode()
 
 
 def correlation_key(rid: str | int) -> str | int:
