@@ -212,6 +212,9 @@ async def latency_of(srv: Any, calls: int) -> dict[str, Any]:
     }
 
 
+MODERN = "2026-07-28"
+
+
 def _envelope() -> dict[str, Any]:
     return {
         "io.modelcontextprotocol/protocolVersion": MODERN,
@@ -285,11 +288,9 @@ async def bare_http_latency(url: str, pid: int, calls: int) -> dict[str, Any]:
 
     async def one() -> None:
         body = raw_tools_call(next(counter))
+        fields = {"host": parts.netloc, **RAW_HEADERS, "content-length": str(len(body))}
         head = (
-            f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-            "Accept: application/json, text/event-stream\r\n"
-            f"MCP-Protocol-Version: {MODERN}\r\nMcp-Method: tools/call\r\nMcp-Name: execute_query\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"POST {parts.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
         )
         writer.write(head.encode() + body)
         headers = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
@@ -358,7 +359,14 @@ async def throughput_http(url: str, pid: int, clients: int, seconds: float) -> d
     }
 
 
-MODERN = "2026-07-28"
+# The headers the official client sends with a 2026-07-28 tools/call POST.
+RAW_HEADERS = {
+    "accept": "application/json, text/event-stream",
+    "content-type": "application/json",
+    "mcp-protocol-version": MODERN,
+    "mcp-method": "tools/call",
+    "mcp-name": "execute_query",
+}
 
 
 def raw_tools_call(request_id: int) -> bytes:
@@ -371,11 +379,7 @@ def raw_tools_call(request_id: int) -> bytes:
             "params": {
                 "name": "execute_query",
                 "arguments": SELECT1,
-                "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": MODERN,
-                    "io.modelcontextprotocol/clientInfo": {"name": "pgmcp-bench", "version": "0"},
-                    "io.modelcontextprotocol/clientCapabilities": {},
-                },
+                "_meta": _envelope(),
             },
         }
     ).encode()
@@ -390,13 +394,7 @@ async def throughput_raw_http(url: str, pid: int, clients: int, seconds: float) 
     """
     import httpx2
 
-    headers = {
-        "accept": "application/json, text/event-stream",
-        "content-type": "application/json",
-        "mcp-protocol-version": MODERN,
-        "mcp-method": "tools/call",
-        "mcp-name": "execute_query",
-    }
+    headers = RAW_HEADERS
     done = 0
     errors: list[str] = []
     latencies: list[float] = []

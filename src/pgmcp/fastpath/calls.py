@@ -13,7 +13,14 @@ from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
 from mcp.types import CallToolResult, InitializeRequestParams, TextContent
-from mcp_types import methods
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
+    INTERNAL_ERROR,
+    PROTOCOL_VERSION_META_KEY,
+    SERVER_INFO_META_KEY,
+    methods,
+)
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from pydantic_core import from_json
@@ -25,15 +32,10 @@ __all__ = ["Call", "FastCalls", "loads", "request_id"]
 log = get_logger("pgmcp.fastpath")
 
 _PARAM_KEYS = frozenset({"name", "arguments", "_meta"})
-# The 2026-07-28 per-request envelope (mcp_types' *_META_KEY constants; a test pins them).
-PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
-ENVELOPE_KEYS = frozenset(
-    {PROTOCOL_VERSION_KEY, "io.modelcontextprotocol/clientInfo", "io.modelcontextprotocol/clientCapabilities"}
-)
-SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
+# The 2026-07-28 per-request envelope.
+ENVELOPE_KEYS = frozenset({PROTOCOL_VERSION_META_KEY, CLIENT_INFO_META_KEY, CLIENT_CAPABILITIES_META_KEY})
 # What the classifier compares with the envelope and the body over HTTP (Mcp-Name is the tool's).
 _ROUTING_HEADERS = ("mcp-protocol-version", "mcp-method", "mcp-name")
-_INTERNAL_ERROR = -32603  # JSON-RPC
 # The SDK's own middleware: tracing spans (no-ops without an OpenTelemetry SDK) and the
 # 2026-07-28 requestState seal, which plain tool calls never carry.
 _SDK_MIDDLEWARE = frozenset({"OpenTelemetryMiddleware", "RequestStateBoundary"})
@@ -123,7 +125,7 @@ class FastCalls:
             if isinstance(route, InboundLadderRejection) or not plain(route.protocol_version):
                 return None
             self._accepted = [(routing, envelope), *self._accepted[:15]]
-        version = envelope[PROTOCOL_VERSION_KEY]
+        version = envelope[PROTOCOL_VERSION_META_KEY]
         return version if isinstance(version, str) else None
 
     async def answer(self, call: Call, version: str) -> dict[str, Any]:
@@ -153,15 +155,15 @@ class FastCalls:
             return {
                 "jsonrpc": "2.0",
                 "id": call.id,
-                "error": {"code": _INTERNAL_ERROR, "message": "Internal error"},
+                "error": {"code": INTERNAL_ERROR, "message": "Internal error"},
             }
-        if version in modern_versions():
+        if version in MODERN_PROTOCOL_VERSIONS:
             # The 2026-07-28 era: every result says it is complete and names the server.
             dumped.setdefault("resultType", "complete")
             if dumped.get("_meta") is None:
                 if self._stamp is None:
                     self._stamp = self.server._lowlevel_server.server_info_stamp
-                dumped["_meta"] = {SERVER_INFO_KEY: self._stamp}
+                dumped["_meta"] = {SERVER_INFO_META_KEY: self._stamp}
         return {"jsonrpc": "2.0", "id": call.id, "result": dumped}
 
 
@@ -190,7 +192,7 @@ def _dump(result: Any, version: str) -> dict[str, Any]:
         return out
 
     dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-    if version not in modern_versions():
+    if version not in MODERN_PROTOCOL_VERSIONS:
         dumped.pop("resultType", None)
     return dict(methods.serialize_server_result("tools/call", version, dumped))
 
@@ -204,13 +206,6 @@ def negotiated(params: Any) -> str | None:
         return None  # the SDK refuses this initialize
     version = requested if requested in HANDSHAKE_PROTOCOL_VERSIONS else LATEST_HANDSHAKE_VERSION
     return version if plain(version) else None
-
-
-_MODERN = tuple(MODERN_PROTOCOL_VERSIONS)
-
-
-def modern_versions() -> tuple[str, ...]:
-    return _MODERN
 
 
 _PLAIN: dict[str, bool] = {}
@@ -228,7 +223,7 @@ def plain(version: str) -> bool:
             },
             {"content": [{"type": "text", "text": "x"}], "isError": True},
         ]
-        if version in modern_versions():
+        if version in MODERN_PROTOCOL_VERSIONS:
             samples = [{**sample, "resultType": "complete"} for sample in samples]
         try:
             known = all(methods.serialize_server_result("tools/call", version, dict(s)) == s for s in samples)

@@ -21,24 +21,19 @@ import asyncio
 import contextlib
 from typing import Any, cast
 
+# The SDK's modern entry's own deferral window and event-stream headers, so ours match.
+from mcp.server._streamable_http_modern import _SSE_HEADERS, _SSE_PING_INTERVAL
 from mcp.server.streamable_http import check_accept_headers
 from mcp.server.transport_security import TransportSecurityMiddleware
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, find_duplicated_routing_header
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgmcp.auth import ANONYMOUS, Principal, current_principal
-from pgmcp.fastpath.calls import Call, FastCalls, encode, modern_versions
+from pgmcp.fastpath.calls import Call, FastCalls, encode
 
 __all__ = ["HttpFastPath"]
-
-_SSE_PING_INTERVAL = 15.0  # the SDK's deferral window before it commits to text/event-stream
-_SSE_HEADERS = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache, no-transform"),
-    (b"connection", b"keep-alive"),
-    (b"x-accel-buffering", b"no"),
-]
 
 
 class HttpFastPath:
@@ -50,7 +45,7 @@ class HttpFastPath:
         self._manager = server._lowlevel_server.session_manager
         self._security = TransportSecurityMiddleware(self._manager.security_settings)
         self._path = path
-        self._versions = {v.encode() for v in modern_versions()}
+        self._versions = {v.encode() for v in MODERN_PROTOCOL_VERSIONS}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = self._candidate(scope)
@@ -117,9 +112,9 @@ class HttpFastPath:
         running = asyncio.ensure_future(self._calls.answer(call, version))
         gone = asyncio.ensure_future(_disconnected(receive))
         streaming = False
+        timeout = None if self._manager.json_response else _SSE_PING_INTERVAL
         try:
             while True:
-                timeout = None if self._manager.json_response else _SSE_PING_INTERVAL
                 done, _ = await asyncio.wait(
                     {running, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )

@@ -13,8 +13,10 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from mcp.types import CONNECTION_CLOSED
+from mcp_types import PROTOCOL_VERSION_META_KEY
+
 from pgmcp.fastpath.calls import (
-    PROTOCOL_VERSION_KEY,
     Call,
     FastCalls,
     correlation_key,
@@ -25,8 +27,6 @@ from pgmcp.fastpath.calls import (
 )
 
 __all__ = ["ToolCallFastPath"]
-
-_CONNECTION_CLOSED = -32000  # mcp.types.CONNECTION_CLOSED
 
 
 class ToolCallFastPath:
@@ -86,7 +86,9 @@ class ToolCallFastPath:
             return  # a notification (or not a request at all): the era is still open
         params = msg.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
-        modern = msg["method"] != "initialize" and isinstance(meta, dict) and PROTOCOL_VERSION_KEY in meta
+        modern = (
+            msg["method"] != "initialize" and isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta
+        )
         self._era = "modern" if modern else "legacy"
         if not modern:
             self._handshake(line)
@@ -141,7 +143,7 @@ class ToolCallFastPath:
             await self._drain()
         except asyncio.CancelledError:
             if not answered and call.key not in self._cancelled:
-                closed = {"code": _CONNECTION_CLOSED, "message": "Connection closed"}
+                closed = {"code": CONNECTION_CLOSED, "message": "Connection closed"}
                 with contextlib.suppress(Exception):
                     self._write(encode({"jsonrpc": "2.0", "id": call.id, "error": closed}) + b"\n")
             raise
