@@ -3,16 +3,23 @@
 Top-level fields are typed; list items are plain objects whose fields SPEC §3
 and the tool descriptions name, which keeps tools/list small in a model's
 context. The item models below document those fields for Python users.
+
+Lists of objects are advertised as ``{"type": "array"}`` without an ``items``
+schema: a client that validates structured content (the official Python client
+does, with ``jsonschema``) would otherwise check every row on every call, about
+11 µs a row there, 11 ms of the client's CPU for a 1,000-row result, to learn
+only that each row is an object.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 JsonScalar = str | int | float | bool | None
 JsonValue = str | int | float | bool | None | list[Any] | dict[str, Any]
+Objects = Annotated[list[dict[str, Any]], WithJsonSchema({"type": "array"})]
 
 
 class _Result(BaseModel):
@@ -51,7 +58,7 @@ class ConnectionInfo(BaseModel):
 
 
 class ListConnectionsResult(_Result):
-    connections: list[dict[str, Any]]
+    connections: Objects
 
 
 class TestConnectionResult(_Result):
@@ -70,8 +77,8 @@ class Column(BaseModel):
 
 
 class ExecuteQueryResult(_Result):
-    columns: list[dict[str, Any]]
-    rows: list[dict[str, Any]]
+    columns: Objects
+    rows: Objects
     row_count: int
     truncated: bool
     duration_ms: float
@@ -81,11 +88,11 @@ class StatementResult(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     row_count: int
-    rows: list[dict[str, Any]] | None = None
+    rows: Objects | None = None
 
 
 class ExecuteTransactionResult(_Result):
-    results: list[dict[str, Any]]
+    results: Objects
     committed: bool
 
 
@@ -102,7 +109,7 @@ class SchemaInfo(BaseModel):
 
 
 class ListSchemasResult(_Result):
-    schemas: list[dict[str, Any]]
+    schemas: Objects
 
 
 class TableInfo(BaseModel):
@@ -117,7 +124,7 @@ class TableInfo(BaseModel):
 
 
 class ListTablesResult(_Result):
-    tables: list[dict[str, Any]]
+    tables: Objects
 
 
 class ColumnInfo(BaseModel):
@@ -146,10 +153,10 @@ class ForeignKeyInfo(BaseModel):
 class TableSchemaResult(_Result):
     table_name: str
     schema_: str = Field(alias="schema")
-    columns: list[dict[str, Any]]
+    columns: Objects
     primary_key: list[str]
-    indexes: list[dict[str, Any]]
-    foreign_keys: list[dict[str, Any]]
+    indexes: Objects
+    foreign_keys: Objects
     row_estimate: int | None
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
@@ -164,7 +171,7 @@ class PlanSummary(BaseModel):
 
 
 class ExplainResult(_Result):
-    plan: list[dict[str, Any]]
+    plan: Objects
     summary: PlanSummary
     warnings: list[str]
 
@@ -205,7 +212,7 @@ class HistoryEntry(BaseModel):
 
 
 class QueryHistoryResult(_Result):
-    queries: list[dict[str, Any]]
+    queries: Objects
 
 
 class BusinessMetric(BaseModel):
