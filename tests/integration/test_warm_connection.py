@@ -108,3 +108,85 @@ async def test_removing_a_connection_closes_its_warm_connection_at_once(
         return pid not in {b["pid"] for b in await backends(module_db.dsn(), database=module_db.database)}
 
     await wait_until(gone, timeout=5, what="the warm connection closed")
+
+
+# --- answered before the read-only COMMIT returns -----------------------------------------------
+
+
+async def test_a_read_is_answered_before_its_commit_and_the_next_call_waits_for_it(
+    server: tuple[AppContext, Client],
+) -> None:
+    app, _ = server
+    conn = app.registry.get("default")
+    first = await app.executor.query(
+        "default", "SELECT pg_backend_pid() AS pid, txid_current_if_assigned() AS x"
+    )
+    # The answer is here while the COMMIT has not even been sent: the connection is still in
+    # its READ ONLY transaction, held warm behind the COMMIT's task.
+    assert conn.warm is not None and conn.warm.is_in_transaction()
+    assert conn.warm_commit is not None and not conn.warm_commit.done()
+    assert first.rows[0]["x"] is None  # read-only: no transaction id, nothing to commit
+    second = await app.executor.query("default", "SELECT pg_backend_pid() AS pid, now() AS started")
+    assert second.rows[0]["pid"] == first.rows[0]["pid"], "the next call reuses the connection"
+    third = await app.executor.query("default", "SELECT now() AS started")
+    # A fresh transaction each time: had the next call run inside the first one's (COMMIT
+    # not yet done), now() would repeat.
+    assert third.rows[0]["started"] != second.rows[0]["started"]
+    await conn.warm_commit
+    assert not conn.warm.is_in_transaction()
+
+
+async def test_a_commit_lost_after_the_answer_costs_the_next_call_nothing(
+    server: tuple[AppContext, Client],
+) -> None:
+    app, client = server
+    conn = app.registry.get("default")
+    answered = await app.executor.query("default", "SELECT 41 + 1 AS answer")
+    assert answered.rows == [{"answer": 42}]
+    conn.warm.terminate()  # the connection dies between the answer and its COMMIT
+    commit = conn.warm_commit
+    assert commit is not None
+    await commit  # fails inside, logged, never raised
+    data = await call_ok(client, "execute_query", connection_id="default", query="SELECT 2 AS two")
+    assert data["rows"] == [{"two": 2}]
+    stats = conn.pool_stats()
+    assert stats["size"] <= POOL and stats["active_connections"] == 0, stats
+
+
+async def test_writes_and_explain_still_wait_for_their_commit(
+    server: tuple[AppContext, Client], module_db: PgServer
+) -> None:
+    app, _ = server
+    conn = app.registry.get("default")
+    admin = await asyncpg.connect(module_db.dsn())
+    try:
+        await admin.execute("CREATE TABLE IF NOT EXISTS warm_probe (id int)")
+        await app.executor.transaction("default", [("INSERT INTO warm_probe VALUES (1)", [])])
+        # Answered only once committed: another session sees the row at once.
+        assert await admin.fetchval("SELECT count(*) FROM warm_probe") == 1
+    finally:
+        await admin.close()
+    assert conn.warm is None or not conn.warm.is_in_transaction()
+    await app.executor.explain("default", "SELECT 1")
+    assert conn.warm is None or not conn.warm.is_in_transaction()
+
+
+async def test_removing_a_connection_waits_for_a_commit_in_flight(
+    server: tuple[AppContext, Client], module_db: PgServer
+) -> None:
+    app, client = server
+    await call_ok(
+        client,
+        "add_connection",
+        connection_id="brief",
+        host=module_db.host,
+        port=module_db.port,
+        database=module_db.database,
+        user=module_db.user,
+        ssl_mode="disable",
+    )
+    await app.executor.query("brief", "SELECT 1")
+    commit = app.registry.get("brief").warm_commit
+    assert commit is not None and not commit.done()
+    await app.registry.remove("brief")
+    assert commit.done() and commit.exception() is None, "the COMMIT finished before the pool closed"

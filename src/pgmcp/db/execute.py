@@ -13,7 +13,9 @@ For every call, in this order:
 5. the statement runs through the extended protocol (never the simple one, so a
    stacked ``; COMMIT; DROP …`` cannot end the transaction) from the prepared-
    statement cache; rows are read through a portal, at most ``fetch_size`` + 1;
-6. the transaction commits (or rolls back: always for ``explain_query``);
+6. the transaction commits (or rolls back: always for ``explain_query``); a READ ONLY
+   transaction's COMMIT is not waited for by ``execute_query`` and the catalog tools, whose
+   rows are all read by then (the connection is reused only once it is back);
 7. rows become JSON values, capped at ``MAX_RESULT_BYTES``;
 8. duration, outcome and row count go to the monitor (metrics, logs, history).
 
@@ -210,8 +212,20 @@ class Executor:
 
     @contextlib.asynccontextmanager
     async def _transaction(
-        self, conn: Connection, *, readonly: bool, rollback: bool = False, statements: int = 1
+        self,
+        conn: Connection,
+        *,
+        readonly: bool,
+        rollback: bool = False,
+        statements: int = 1,
+        answer_before_commit: bool = False,
     ) -> AsyncIterator[PgMcpConnection]:
+        """A transaction on a pooled connection, committed (or rolled back) when the body ends.
+
+        With ``answer_before_commit`` a READ ONLY transaction's COMMIT is sent without waiting
+        for it (``ConnectionRegistry.commit_after_answer``): the body has read everything, and
+        nothing it did depends on the COMMIT. This takes a round trip off the caller's latency.
+        """
         mode = "READ ONLY" if readonly else "READ WRITE"
         # One round trip: both are our own text, never a caller's.
         begin = (
@@ -248,7 +262,10 @@ class Executor:
                         # RESET ALL in the same round trip: a user-defined function may have
                         # changed a session setting (set_config(..., false)), and the next
                         # caller on this pooled connection must not inherit it.
-                        await c.execute("ROLLBACK; RESET ALL" if rollback else "COMMIT; RESET ALL")
+                        if answer_before_commit and readonly and not rollback:
+                            self.registry.commit_after_answer(conn, c, "COMMIT; RESET ALL")
+                        else:
+                            await c.execute("ROLLBACK; RESET ALL" if rollback else "COMMIT; RESET ALL")
                 except TimeoutError:
                     if not budget.expired():
                         raise
@@ -336,7 +353,7 @@ class Executor:
         readonly = decision.is_read or self.readonly_for(conn)
         started = time.perf_counter()
         try:
-            async with self._transaction(conn, readonly=readonly) as c:
+            async with self._transaction(conn, readonly=readonly, answer_before_commit=True) as c:
                 stmt = await _prepare(c, query)
                 args = convert_params(list(params), stmt.get_parameters())
                 attributes = stmt.get_attributes()
@@ -608,7 +625,7 @@ class Executor:
         started = time.perf_counter()
         results: list[list[asyncpg.Record]] = []
         try:
-            async with self._transaction(conn, readonly=True) as c:
+            async with self._transaction(conn, readonly=True, answer_before_commit=True) as c:
                 for sql, args in queries:
                     results.append(await c.fetch(sql, *args))
         except Exception as exc:

@@ -21,7 +21,7 @@ import fnmatch
 import ipaddress
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -106,6 +106,8 @@ class Connection:
     # asyncpg's acquire + release cost ~0.1 ms of CPU, a fifth of a whole SELECT 1 tool call.
     # Kept only while no call waits for asyncpg's pool, so it never starves a waiter.
     warm: Any = field(default=None, repr=False)
+    # The warm connection's read-only COMMIT, still on its way when the call was answered.
+    warm_commit: asyncio.Task[None] | None = field(default=None, repr=False)
     waiting: int = field(default=0, repr=False)
 
     @property
@@ -181,6 +183,7 @@ class ConnectionRegistry:
         self._lock = asyncio.Lock()
         self._probe_task: asyncio.Task[None] | None = None
         self._releasing: set[asyncio.Task[None]] = set()
+        self._commits: dict[int, asyncio.Task[None]] = {}  # id(connection) -> its commit_after_answer
         self.on_change: list[Callable[[], None]] = []
 
     # --- lookup ---------------------------------------------------------------
@@ -334,7 +337,9 @@ class ConnectionRegistry:
             ) from err
 
     async def _close_pool(self, conn: Connection) -> None:
-        warm, conn.warm = conn.warm, None
+        if conn.warm_commit is not None:
+            await asyncio.wait((conn.warm_commit,), timeout=self._settings.connection_timeout + 1)
+        warm, conn.warm, conn.warm_commit = conn.warm, None, None
         if _attached(warm):
             with contextlib.suppress(Exception):
                 await conn.pool.release(warm, timeout=self._settings.connection_timeout)
@@ -448,10 +453,16 @@ class ConnectionRegistry:
     async def acquire(self, conn: Connection) -> AsyncIterator[PgMcpConnection]:
         """A pooled connection within ``CONNECTION_TIMEOUT``, or ``limit_exceeded`` naming the pool."""
         timeout = self._settings.connection_timeout
-        raw, conn.warm = conn.warm, None
-        if raw is not None and (not _attached(raw) or raw.is_closed()):
+        while conn.warm is not None and conn.warm_commit is not None and not conn.warm_commit.done():
+            # The previous call was answered before its read-only COMMIT came back; that takes
+            # a round trip, less than asyncpg's acquire. Waiting never cancels the COMMIT, and
+            # another call may take the connection meanwhile (then the pool serves this one).
+            await asyncio.wait((conn.warm_commit,))
+        raw, conn.warm, conn.warm_commit = conn.warm, None, None
+        if raw is not None and not _reusable(raw):
             # A connection lost while warm went back to asyncpg's pool already (its proxy is
-            # detached); a closed one still attached is handed back, to be replaced.
+            # detached); a closed one, or one whose COMMIT failed, is handed back to be reset
+            # or replaced.
             if _attached(raw):
                 await self._release(conn, raw)
             raw = None
@@ -490,22 +501,61 @@ class ConnectionRegistry:
             abandoned = isinstance(exc, asyncio.CancelledError | TimeoutError)
             raise
         finally:
+            commit = self._commits.pop(id(raw), None)
             if abandoned:
                 # The caller gave up mid-statement (client gone, deadline passed, shutdown):
                 # asyncpg cancels the statement in the database and the reset rolls back; let
                 # that finish in the background so a slow or hung server cannot hold the caller.
-                task = asyncio.get_running_loop().create_task(self._release(conn, raw, abandoned=True))
-                self._releasing.add(task)
-                task.add_done_callback(self._releasing.discard)
+                self._in_background(self._release(conn, raw, abandoned=True))
             elif (
                 conn.warm is None
                 and not conn.waiting
                 and self._connections.get(conn.connection_id) is conn
-                and _reusable(raw)
+                and (commit is not None or _reusable(raw))
             ):
-                conn.warm = raw
+                conn.warm, conn.warm_commit = raw, commit
+            elif commit is not None:
+                self._in_background(self._release_after(conn, raw, commit))
             else:
                 await self._release(conn, raw)
+
+    def commit_after_answer(self, conn: Connection, raw: PgMcpConnection, sql: str) -> None:
+        """Send ``sql``, the COMMIT of a READ ONLY transaction whose rows are all read, without
+        making the caller wait for it: the answer goes out while the database commits.
+
+        Nothing a read-only transaction did depends on its COMMIT, so the caller's result stands
+        whatever the COMMIT does. The connection is handed to the next call (or to the pool)
+        only once the COMMIT is back; if it fails, the connection is reset or replaced. Call it
+        last, inside ``acquire``.
+        """
+        self._commits[id(raw)] = asyncio.get_running_loop().create_task(self._commit(conn, raw, sql))
+
+    async def _commit(self, conn: Connection, raw: PgMcpConnection, sql: str) -> None:
+        try:
+            async with asyncio.timeout(self._settings.connection_timeout):
+                await raw.execute(sql)
+        except Exception as exc:  # also TimeoutError: a database that stopped answering
+            with contextlib.suppress(AttributeError):  # detached: the connection is gone already
+                raw.mark_dirty()
+                if isinstance(exc, TimeoutError):
+                    raw.terminate()
+            log.warning(
+                "read_only_commit_failed",
+                connection_id=conn.connection_id,
+                error=mask_secrets(str(exc).strip() or type(exc).__name__),
+            )
+
+    async def _release_after(
+        self, conn: Connection, raw: PgMcpConnection, commit: asyncio.Task[None]
+    ) -> None:
+        await asyncio.wait((commit,))
+        await self._release(conn, raw)
+
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task that ``close`` waits for."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
     async def _release(self, conn: Connection, raw: PgMcpConnection, *, abandoned: bool = False) -> None:
         """Return a connection; one that cannot be cancelled and reset within CONNECTION_TIMEOUT is closed."""
