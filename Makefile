@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run run-stdio test test-unit test-integration test-embedded check check-deployment lint typecheck bench clean
+.PHONY: install run run-stdio test test-unit test-integration test-embedded check check-deployment lint typecheck bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -55,6 +55,10 @@ typecheck: install
 
 bench: install
 	$(PY) benchmarks/run.py
+
+## pgmcp beside the node peers (npm packages in benchmarks/peers; needs Node.js and npm).
+bench-peers: install
+	$(PY) benchmarks/peers.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
