@@ -14,8 +14,9 @@ The servers take turns, round after round, so that a change in the machine's
 load falls on all of them; the figures are the medians over the rounds:
 ``SELECT 1`` p50/p95 of 1,000 calls (after 200 warm-up calls), the server's CPU
 per call (psutil, its pid) and the client's. With ``--big``, one
-``SELECT * FROM big`` per server: time, response bytes, rows, and the server's
-peak RSS growth.
+``SELECT * FROM big`` per stdio server from a bare JSON-RPC peer (the official
+client needs minutes to read a 200 MB answer): time to the whole answer,
+response bytes, rows, and the server's peak RSS growth.
 
 Results: a table on stdout, ``benchmarks/results/peers.json`` and the peers
 section of ``benchmarks/README.md``.
@@ -43,21 +44,24 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import orjson  # noqa: E402
 import psutil  # noqa: E402
 from common import (  # noqa: E402
+    PGMCP,
     ROOT,
     Postgres,
     find_postgres,
     free_port,
     http_server,
     scratch_database,
+    server_env,
     stdio_server,
     summary_ms,
     time_calls,
 )
 from mcp import Client, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
-from run import cpu_of, machine, rss_sampler, wire_bytes  # noqa: E402
+from run import cpu_of, machine, rss_sampler  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
@@ -144,7 +148,7 @@ async def connected(server: Server, db: Postgres, log_dir: Path) -> AsyncIterato
         return
     log = (log_dir / f"{server.name.split()[0]}-{server.transport}.log").open("w")
     with log:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "MCP_", "PGMCP_"))}
+        env = _peer_env()
         if server.transport == "stdio":
             before = {p.pid for p in psutil.Process().children(recursive=True)}
             command = server.command(db, 0)
@@ -198,28 +202,84 @@ async def select1(server: Server, db: Postgres, log_dir: Path, calls: int) -> di
 
 
 async def big(server: Server, db: Postgres, log_dir: Path) -> dict[str, Any]:
-    async with connected(server, db, log_dir) as (client, pid):
-        arguments = server.arguments("SELECT * FROM big")
-        async with rss_sampler(pid, every=0.01) as rss:
+    """``SELECT * FROM big`` over stdio from a bare JSON-RPC peer: the time to the whole answer,
+    its size, the rows in it and the server's peak RSS growth.
+
+    Not the official client: it takes minutes to read a 200 MB line (580 s for the
+    reference server's answer here), which would measure the client, not the server.
+    """
+    if server.command is None:
+        command, env = [PGMCP, "serve", "--transport", "stdio"], server_env(db)
+    else:
+        command, env = server.command(db, 0), _peer_env()
+    with (log_dir / f"big-{server.name.split()[0]}.log").open("wb") as log:
+        proc = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin, stdout = proc.stdin, proc.stdout
+
+        def send(message: dict[str, Any]) -> None:
+            stdin.write(json.dumps({"jsonrpc": "2.0", **message}).encode() + b"\n")
+            stdin.flush()
+
+        def handshake() -> None:
+            send({"id": 1, "method": "initialize", "params": _INITIALIZE})
+            stdout.readline()
+            send({"method": "notifications/initialized"})
+            send(
+                {
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {"name": server.tool, "arguments": server.arguments("SELECT 1")},
+                }
+            )
+            stdout.readline()  # a first call, so that start-up is not counted as the query's memory
+
+        def ask() -> tuple[float, bytes]:
             started = time.perf_counter()
-            result = await client.call_tool(server.tool, arguments)
-            seconds = time.perf_counter() - started
-    if result.is_error:
-        return {"error": str(result.content)[:300]}
-    data = result.structured_content or {}
+            arguments = server.arguments("SELECT * FROM big")
+            send({"id": 3, "method": "tools/call", "params": {"name": server.tool, "arguments": arguments}})
+            line = stdout.readline()
+            return time.perf_counter() - started, line
+
+        try:
+            await asyncio.to_thread(handshake)
+            async with rss_sampler(proc.pid, every=0.01) as rss:
+                seconds, line = await asyncio.to_thread(ask)
+        finally:
+            stdin.close()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    result = orjson.loads(line).get("result") or {}
+    data = result.get("structuredContent") or {}
     rows = data.get("row_count")
-    if rows is None:  # the peers answer with text only
-        with contextlib.suppress(Exception):
-            parsed = json.loads(result.content[0].text)  # type: ignore[union-attr]
-            found = parsed if isinstance(parsed, list) else parsed.get("data", {}).get("rows", [])
-            rows = len(found)
+    if rows is None and result.get("content"):  # the peers answer with text only
+        with contextlib.suppress(ValueError, AttributeError, KeyError, TypeError):
+            parsed = orjson.loads(result["content"][0]["text"])
+            if isinstance(parsed, list):  # the reference server: the rows
+                rows = len(parsed)
+            else:  # dbhub: {"data": {"statements": [{"rows": [...], "count": n}]}}
+                rows = sum(len(st["rows"]) for st in parsed["data"]["statements"])
     return {
         "seconds": round(seconds, 3),
         "rows": rows,
         "truncated": data.get("truncated"),
-        "response_bytes": wire_bytes(result),
+        "response_bytes": len(line),
         "rss_growth_mb": round((rss["peak"] - rss["before"]) / 2**20, 1),
     }
+
+
+_INITIALIZE = {
+    "protocolVersion": "2025-06-18",
+    "capabilities": {},
+    "clientInfo": {"name": "bench", "version": "1"},
+}
+
+
+def _peer_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "MCP_", "PGMCP_"))}
 
 
 def _median(values: list[float]) -> float:
@@ -246,7 +306,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     flush=True,
                 )
         if args.big:
-            for server in SERVERS:
+            for server in (s for s in SERVERS if s.transport == "stdio"):
                 bigs[server.label] = await big(server, scratch, log_dir)
                 print(f"SELECT * FROM big: {server.label:38} {bigs[server.label]}", flush=True)
     select = {
@@ -261,6 +321,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "calls": args.calls,
         "select1": select,
         "big": bigs,
+        "big_rows": args.big_rows if args.big else None,
     }
 
 
@@ -285,7 +346,8 @@ def render(result: dict[str, Any]) -> str:
     if result["big"]:
         lines += [
             "",
-            "| `SELECT * FROM big` (1,000,000 rows) | time | rows returned | response | server RSS growth |",
+            f"| `SELECT * FROM big` ({result['big_rows']:,} rows), stdio, bare peer | time | rows returned "
+            "| response | server RSS growth |",
             "| --- | ---: | ---: | ---: | ---: |",
         ]
         for label, f in result["big"].items():
@@ -311,7 +373,7 @@ def write_readme(text: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000, help="timed SELECT 1 calls per server and round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all servers")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds over all servers")
     parser.add_argument("--big", action="store_true", help="also SELECT * FROM big once per server")
     parser.add_argument("--big-rows", type=int, default=1_000_000)
     parser.add_argument(
