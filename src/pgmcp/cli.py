@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 from collections.abc import Coroutine
@@ -102,6 +103,7 @@ async def _serve(settings: Settings, transport: str) -> None:
     log = get_logger("pgmcp.cli")
     async with open_app(settings) as app:
         server = build_server(app)
+        _settle_heap()
         log.info(
             "server_started",
             transport=transport,
@@ -116,6 +118,15 @@ async def _serve(settings: Settings, transport: str) -> None:
             await _serve_http(app, server)
         log.info("server_stopping")
     log.info("server_stopped")
+
+
+def _settle_heap() -> None:
+    """Move what start-up built (modules, pydantic models, the app: ~110,000 objects) out
+    of the garbage collector's way. It lives as long as the process, yet every full
+    collection walked all of it, 110-135 ms each; a 10,000-row batch_execute request set
+    one off every few calls. What start-up left unreachable is a few hundred objects, not
+    worth a collection first."""
+    gc.freeze()
 
 
 async def _run_until_signal(server: Any, grace: float) -> None:
@@ -166,8 +177,10 @@ async def _serve_http(app: Any, server: Any) -> None:
     from pgmcp.http import build_http_app
 
     settings: Settings = app.settings
+    asgi = build_http_app(app, server)
+    _settle_heap()  # again: the HTTP app is start-up's too
     config = uvicorn.Config(
-        build_http_app(app, server),
+        asgi,
         host=settings.mcp_server_host,
         port=settings.mcp_server_port,
         log_config=None,
