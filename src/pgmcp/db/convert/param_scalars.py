@@ -128,14 +128,14 @@ def _to_numeric(value: Any) -> Decimal:
             return Decimal(repr(value).replace("inf", "Infinity").replace("nan", "NaN"))
         return Decimal(repr(value))  # the float's shortest text: 299.99 stays 299.99
     if isinstance(value, str):
+        if _NUMBER_RE.fullmatch(value):  # the common case first: no special word matches it
+            try:
+                return Decimal(value)  # surrounding whitespace is Decimal's to drop, as the regex allows
+            except InvalidOperation:
+                pass
         special = _SPECIAL_NUMERICS.get(value.strip().lower())
         if special is not None:
             return special
-        if _NUMBER_RE.fullmatch(value):
-            try:
-                return Decimal(value.strip())
-            except InvalidOperation:
-                pass
     raise _Mismatch(expected)
 
 
