@@ -190,3 +190,26 @@ async def test_removing_a_connection_waits_for_a_commit_in_flight(
     assert commit is not None and not commit.done()
     await app.registry.remove("brief")
     assert commit.done() and commit.exception() is None, "the COMMIT finished before the pool closed"
+
+
+async def test_the_next_call_waits_for_the_reset_sent_after_the_answer(
+    server: tuple[AppContext, Client], module_db: PgServer
+) -> None:
+    app, _ = server
+    admin = await asyncpg.connect(module_db.dsn())
+    try:
+        await admin.execute(
+            "CREATE OR REPLACE FUNCTION sneaky() RETURNS int LANGUAGE sql AS "
+            "$$ SELECT length(set_config('search_path', 'evil', false)) $$"
+        )
+    finally:
+        await admin.close()
+    conn = app.registry.get("default")
+    first = await app.executor.query("default", "SELECT sneaky() AS x, pg_backend_pid() AS pid")
+    assert conn.warm_commit is not None and not conn.warm_commit.done(), "COMMIT; RESET ALL still to come"
+    shown = await app.executor.query(
+        "default", "SELECT current_setting('search_path') AS search_path, pg_backend_pid() AS pid"
+    )
+    # The same session, once its reset was back: the setting the function made is gone.
+    assert shown.rows[0]["pid"] == first.rows[0]["pid"]
+    assert shown.rows[0]["search_path"] != "evil"
