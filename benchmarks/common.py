@@ -237,13 +237,18 @@ def http_process(
         try:
             yield proc, f"http://127.0.0.1:{port}/mcp", log_path
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, 15)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float, *, terminate: bool = True) -> None:
+    """Ask ``proc`` to stop (SIGTERM, or only wait when its stdin was closed), then kill it after ``timeout`` s."""
+    if terminate and proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 async def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

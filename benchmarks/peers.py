@@ -56,6 +56,7 @@ from common import (  # noqa: E402
     scratch_database,
     server_env,
     stdio_server,
+    stop_process,
     summary_ms,
     time_calls,
 )
@@ -164,12 +165,7 @@ async def connected(server: Server, db: Postgres, log_dir: Path) -> AsyncIterato
             async with Client(f"http://127.0.0.1:{port}/mcp", read_timeout_seconds=600) as client:
                 yield client, proc.pid
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 10)
 
 
 async def _wait_port(port: int, proc: subprocess.Popen[Any], timeout: float = 60.0) -> None:
@@ -247,11 +243,7 @@ async def big(server: Server, db: Postgres, log_dir: Path) -> dict[str, Any]:
                 seconds, line = await asyncio.to_thread(ask)
         finally:
             stdin.close()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 30, terminate=False)
     result = orjson.loads(line).get("result") or {}
     data = result.get("structuredContent") or {}
     rows = data.get("row_count")

@@ -62,6 +62,7 @@ from common import (  # noqa: E402
     scratch_database,
     server_env,
     stdio_server,
+    stop_process,
     summary_ms,
     time_calls,
 )
@@ -270,11 +271,7 @@ async def bare_stdio_latency(db: Postgres, log_dir: Path, calls: int) -> dict[st
             samples, server_cpu = await asyncio.to_thread(timed)
         finally:
             stdin.close()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 15, terminate=False)
     return {**summary_ms(samples), "server_cpu_ms_per_call": round(server_cpu / calls * 1000, 4)}
 
 

@@ -30,6 +30,19 @@ async def server(module_db: PgServer) -> AsyncIterator[tuple[AppContext, Client]
         yield pair
 
 
+async def _add_connection(client: Client, db: PgServer, connection_id: str) -> None:
+    await call_ok(
+        client,
+        "add_connection",
+        connection_id=connection_id,
+        host=db.host,
+        port=db.port,
+        database=db.database,
+        user=db.user,
+        ssl_mode="disable",
+    )
+
+
 async def _pid(client: Client) -> int:
     data = await call_ok(
         client, "execute_query", connection_id="default", query="SELECT pg_backend_pid() AS pid"
@@ -85,16 +98,7 @@ async def test_removing_a_connection_closes_its_warm_connection_at_once(
     server: tuple[AppContext, Client], module_db: PgServer
 ) -> None:
     app, client = server
-    await call_ok(
-        client,
-        "add_connection",
-        connection_id="extra",
-        host=module_db.host,
-        port=module_db.port,
-        database=module_db.database,
-        user=module_db.user,
-        ssl_mode="disable",
-    )
+    await _add_connection(client, module_db, "extra")
     extra = await call_ok(
         client, "execute_query", connection_id="extra", query="SELECT pg_backend_pid() AS pid"
     )
@@ -175,16 +179,7 @@ async def test_removing_a_connection_waits_for_a_commit_in_flight(
     server: tuple[AppContext, Client], module_db: PgServer
 ) -> None:
     app, client = server
-    await call_ok(
-        client,
-        "add_connection",
-        connection_id="brief",
-        host=module_db.host,
-        port=module_db.port,
-        database=module_db.database,
-        user=module_db.user,
-        ssl_mode="disable",
-    )
+    await _add_connection(client, module_db, "brief")
     await app.executor.query("brief", "SELECT 1")
     commit = app.registry.get("brief").warm_commit
     assert commit is not None and not commit.done()
