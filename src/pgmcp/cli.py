@@ -103,7 +103,6 @@ async def _serve(settings: Settings, transport: str) -> None:
     log = get_logger("pgmcp.cli")
     async with open_app(settings) as app:
         server = build_server(app)
-        _settle_heap()
         log.info(
             "server_started",
             transport=transport,
@@ -113,6 +112,7 @@ async def _serve(settings: Settings, transport: str) -> None:
             version=__version__,
         )
         if transport == "stdio":
+            _settle_heap()
             await _run_until_signal(server, settings.shutdown_grace_seconds)
         else:
             await _serve_http(app, server)
@@ -178,7 +178,7 @@ async def _serve_http(app: Any, server: Any) -> None:
 
     settings: Settings = app.settings
     asgi = build_http_app(app, server)
-    _settle_heap()  # again: the HTTP app is start-up's too
+    _settle_heap()  # once the HTTP app, start-up's too, is built
     config = uvicorn.Config(
         asgi,
         host=settings.mcp_server_host,

@@ -44,9 +44,8 @@ class ToolCallFastPath:
         self._drain = drain
         self._enabled = self._calls.enabled
         self._era: str | None = None  # "legacy" or "modern", decided by the client's first request
-        self._version: str | None = (
-            None  # legacy: negotiated at initialize, if our results travel as they are
-        )
+        # Legacy era: the version negotiated at initialize, if our results travel in it as they are.
+        self._version: str | None = None
         self._initialized = False
         self._running: dict[str | int, asyncio.Task[None]] = {}
         self._cancelled: set[str | int] = set()  # by the peer: never answered
