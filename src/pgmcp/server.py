@@ -29,10 +29,13 @@ from pgmcp.auth import ANONYMOUS, CallInfo, Principal, current_call, current_pri
 from pgmcp.errors import ConnectionFailed, DatabaseError, InvalidInput, PgMcpError, error_payload
 from pgmcp.fastpath import ToolCallFastPath
 from pgmcp.logs import get_logger
+from pgmcp.models import migration as migration_models
+from pgmcp.progress import current_reporter
 from pgmcp.prompts import register_prompts
 from pgmcp.stdio import AnswerBadLines, open_stdio_pipes
 from pgmcp.tools.connections import ConnectionTools
 from pgmcp.tools.explain import ExplainTools
+from pgmcp.tools.migration import MigrationTools
 from pgmcp.tools.observability import ObservabilityTools
 from pgmcp.tools.queries import QueryTools
 from pgmcp.tools.schema import SchemaTools
@@ -64,8 +67,10 @@ TOOL_GROUPS: dict[str, tuple[str, ...]] = {
         "explain_query",
         "list_connections",
         "test_connection",
+        "compare_schemas",
+        "compare_tables",
     ),
-    "write": ("execute_transaction", "batch_execute"),
+    "write": ("execute_transaction", "batch_execute", "copy_data"),
     "admin": ("add_connection", "remove_connection"),
     "monitoring": ("health_check", "get_metrics", "get_query_history", "get_business_metrics"),
 }
@@ -279,10 +284,15 @@ def register_tool(
         started = time.perf_counter()
         status = "success"
         payload: dict[str, Any] | None = None
-        principal = _principal(kwargs.pop(_CTX_PARAM, None))
+        ctx = kwargs.pop(_CTX_PARAM, None)
+        principal = _principal(ctx)
         call = CallInfo(tool=tool_name, principal=principal, connection_id=kwargs.get("connection_id"))
         principal_token = current_principal.set(principal)
         call_token = current_call.set(call)
+        # A request's progress reporter (a no-op without a progressToken); none on a fast path.
+        reporter_token = current_reporter.set(
+            ctx.report_progress if getattr(ctx, "_request_context", None) is not None else None
+        )
         try:
             payload = await fn(*args, **kwargs)
             payload.setdefault("success", True)
@@ -299,6 +309,7 @@ def register_tool(
             status = "cancelled"  # the client gave up (or the server is stopping): not a success
             raise
         finally:
+            current_reporter.reset(reporter_token)
             current_call.reset(call_token)
             current_principal.reset(principal_token)
             duration_ms = (time.perf_counter() - started) * 1000
@@ -403,6 +414,7 @@ def build_server(app: AppContext) -> PgMcpServer:
     schema = SchemaTools(app)
     explain = ExplainTools(app)
     observe = ObservabilityTools(app)
+    migration = MigrationTools(app)
 
     specs: list[tuple[ToolFn, ToolAnnotations, type[BaseModel], bool]] = [
         (connections.add_connection, CONNECT, models.AddConnectionResult, False),
@@ -420,6 +432,9 @@ def build_server(app: AppContext) -> PgMcpServer:
         (observe.get_metrics, READ, models.MetricsResult, False),
         (observe.get_query_history, READ, models.QueryHistoryResult, True),
         (observe.get_business_metrics, READ, models.BusinessMetricsResult, False),
+        (migration.copy_data, WRITE, migration_models.CopyDataResult, False),
+        (migration.compare_schemas, READ, migration_models.CompareSchemasResult, True),
+        (migration.compare_tables, READ, migration_models.CompareTablesResult, True),
     ]
     for fn, tool_annotations, output, untrusted in specs:
         if enabled is not None and fn.__name__ not in enabled:
