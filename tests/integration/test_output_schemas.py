@@ -80,6 +80,30 @@ def cases(db: PgServer) -> dict[str, list[dict[str, Any]]]:
         "get_metrics": [{}],
         "get_query_history": [{}, {"connection_id": "default", "min_duration_ms": 0, "limit": 2}],
         "get_business_metrics": [{}, {"window_seconds": 60}],
+        "copy_data": [
+            {
+                "source_connection_id": "default",
+                "query": "SELECT id, name, email, phone, created_at FROM customers",
+                "target_connection_id": "default",
+                "target_table": "customers_v2",
+                "on_conflict": "skip",
+            }
+        ],
+        "compare_schemas": [
+            {"source_connection_id": "default", "target_connection_id": "default"},
+            {"source_connection_id": "default", "target_connection_id": "default", "tables": ["nope"]},
+        ],
+        "compare_tables": [
+            {
+                "source_connection_id": "default",
+                "source_table": "customers",
+                "target_connection_id": "default",
+                "target_table": "customers_v2",
+                "key": "id",
+                "columns": ["id", "name"],
+                "chunks": 4,
+            }
+        ],
     }
 
 

@@ -38,7 +38,7 @@ import orjson
 
 from pgmcp.auth import current_call, current_principal
 from pgmcp.config import Settings
-from pgmcp.db.convert import column_info, convert_params, make_row_encoder, params_converter
+from pgmcp.db.convert import column_info, convert_params, make_row_encoder, rows_converter
 from pgmcp.db.registry import Connection, ConnectionRegistry, PgMcpConnection
 from pgmcp.errors import (
     ConnectionFailed,
@@ -551,13 +551,7 @@ class Executor:
         try:
             async with self._transaction(conn, readonly=readonly, statements=len(params_list) + 2) as c:
                 stmt = await _prepare(c, query)
-                convert = params_converter(stmt.get_parameters())
-                rows: list[list[Any]] = []
-                for i, params in enumerate(params_list):
-                    try:
-                        rows.append(convert(params))
-                    except InvalidInput as bad:
-                        raise InvalidInput(f"params_list[{i}]: {bad}") from None
+                rows = rows_converter(stmt.get_parameters())(params_list)
                 before = await c.fetchval(_XACT_CHANGES) if not readonly else 0
                 await stmt.executemany(rows)
                 after = await c.fetchval(_XACT_CHANGES) if not readonly else 0
