@@ -601,8 +601,12 @@ async def test_scenario_2_with_the_migration_tools(module_db: PgServer, target_d
             )
             text = str(prompt)
             assert "compare_schemas" in text and "copy_data" in text and "compare_tables" in text
-            await call_ok(client, "add_connection", connection_id="legacy_db", **legacy.spec_args(), pool_size=2)
-            await call_ok(client, "add_connection", connection_id="modern_db", **modern.spec_args(), pool_size=2)
+            await call_ok(
+                client, "add_connection", connection_id="legacy_db", **legacy.spec_args(), pool_size=2
+            )
+            await call_ok(
+                client, "add_connection", connection_id="modern_db", **modern.spec_args(), pool_size=2
+            )
             schemas = await call_ok(
                 client,
                 "compare_schemas",
@@ -653,3 +657,40 @@ async def test_scenario_2_with_the_migration_tools(module_db: PgServer, target_d
     finally:
         for db in (legacy, modern):
             await drop_database(module_db, db.database)
+
+
+# --- time bounds --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"query_timeout": 1}, "the source sent no rows for 1 seconds (QUERY_TIMEOUT)"),
+        ({"query_timeout": 10, "copy_timeout": 1}, "the copy reached COPY_TIMEOUT=1 seconds"),
+    ],
+)
+async def test_a_source_that_sends_nothing_stops_the_copy_with_a_timeout(
+    source_loaded: PgServer,
+    target_db: PgServer,
+    target: asyncpg.Connection,
+    settings: dict[str, Any],
+    message: str,
+) -> None:
+    async with running(source_loaded, **settings) as (_app, client):
+        await add_target(client, target_db)
+        started = time.perf_counter()
+        err = await call_err(
+            client,
+            "copy_data",
+            "timeout",
+            source_connection_id="default",
+            query="SELECT id, pg_sleep(4)::text FROM items WHERE id <= 2",
+            target_connection_id="target",
+            target_table="items",
+        )
+        assert time.perf_counter() - started < 3.5
+        # The source's statement was cancelled in the database: its connection answers again.
+        again = await call_ok(client, "execute_query", connection_id="default", query="SELECT 1 AS one")
+        assert again["rows"] == [{"one": 1}]
+    assert message in err["error"], err
+    assert await target.fetchval("SELECT count(*) FROM items") == 0

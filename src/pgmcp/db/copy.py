@@ -492,6 +492,12 @@ class _Run:
         if isinstance(exc, _SourceFailed):
             self.side = "source"
             err = ex_fail(exc.cause)
+            if isinstance(err, QueryTimeout):
+                # The source's COPY runs under COPY_TIMEOUT, not QUERY_TIMEOUT.
+                return QueryTimeout(
+                    f"Query timeout: the copy reached COPY_TIMEOUT={self.settings.copy_timeout:g} seconds "
+                    f"after {self.rows_done} rows; {nothing}"
+                )
             return _reworded(
                 err, f"The source query failed after {self.rows_done} rows were copied: {err}; {nothing}"
             )
