@@ -1,36 +1,18 @@
-"""Progress of the running tool call, for tools that move many rows (``copy_data``).
+"""Progress a tool reports while it runs (``notifications/progress`` at the MCP edge).
 
-The MCP edge (``pgmcp.server.register_tool``) puts the SDK's reporter of the
-current request here; a tool calls :func:`report` as its work advances. When the
-client sent no ``progressToken`` (or the call came without a request context,
-as over a fast path), the SDK's reporter does nothing and neither does this: a
-tool never needs to know whether anyone listens.
-
-A leaf: it imports nothing of pgmcp, and nothing of ``mcp`` (only server.py does).
+The edge sets :data:`current_progress` for a call whose request carried a
+``progressToken``; a tool checks it and reports ``(progress, total, message)``.
+No ``mcp`` import: tools and the execute path may use it.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 
-__all__ = ["Reporter", "current_reporter", "report"]
+__all__ = ["Progress", "current_progress"]
 
-#: ``reporter(progress, total, message)``: the SDK's ``Context.report_progress``.
-Reporter = Callable[[float, float | None, str | None], Awaitable[None]]
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 
-current_reporter: ContextVar[Reporter | None] = ContextVar("pgmcp_progress", default=None)
-
-
-async def report(progress: float, total: float | None = None, message: str | None = None) -> None:
-    """Send ``notifications/progress`` for the current call, if its client asked for them.
-
-    Never raises: a client that went away while the work goes on is the
-    cancellation's business, not a reason to fail the work.
-    """
-    reporter = current_reporter.get()
-    if reporter is None:
-        return
-    with contextlib.suppress(Exception):
-        await reporter(progress, total, message)
+#: None when the caller did not ask for progress (no progressToken).
+current_progress: ContextVar[Progress | None] = ContextVar("pgmcp_progress", default=None)

@@ -30,7 +30,7 @@ from pgmcp.errors import ConnectionFailed, DatabaseError, InvalidInput, PgMcpErr
 from pgmcp.fastpath import ToolCallFastPath
 from pgmcp.logs import get_logger
 from pgmcp.models import migration as migration_models
-from pgmcp.progress import current_reporter
+from pgmcp.progress import current_progress
 from pgmcp.prompts import register_prompts
 from pgmcp.stdio import AnswerBadLines, open_stdio_pipes
 from pgmcp.tools.connections import ConnectionTools
@@ -289,8 +289,8 @@ def register_tool(
         call = CallInfo(tool=tool_name, principal=principal, connection_id=kwargs.get("connection_id"))
         principal_token = current_principal.set(principal)
         call_token = current_call.set(call)
-        # A request's progress reporter (a no-op without a progressToken); none on a fast path.
-        reporter_token = current_reporter.set(
+        # A request's progress reporter (the SDK's: a no-op without a progressToken); none on a fast path.
+        progress_token = current_progress.set(
             ctx.report_progress if getattr(ctx, "_request_context", None) is not None else None
         )
         try:
@@ -309,7 +309,7 @@ def register_tool(
             status = "cancelled"  # the client gave up (or the server is stopping): not a success
             raise
         finally:
-            current_reporter.reset(reporter_token)
+            current_progress.reset(progress_token)
             current_call.reset(call_token)
             current_principal.reset(principal_token)
             duration_ms = (time.perf_counter() - started) * 1000

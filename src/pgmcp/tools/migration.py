@@ -3,13 +3,14 @@ without the rows passing through the model (the handbook's scenario 2)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from pgmcp import progress
 from pgmcp.app import AppContext
 from pgmcp.db.copy import MAX_BATCH_ROWS, DataCopier
+from pgmcp.progress import current_progress
 from pgmcp.tools import ConnectionId
 from pgmcp.tools.schema_diff import compare_schemas
 from pgmcp.tools.table_diff import MAX_CHUNKS, compare_tables
@@ -60,8 +61,12 @@ class MigrationTools:
 
         The query is checked as execute_query on the source; the target as an INSERT into the table."""
 
+        reporter = current_progress.get()
+
         async def report(rows: int) -> None:
-            await progress.report(rows, None, f"{rows} rows copied")
+            # A client gone meanwhile is the cancellation's business, not a reason to fail the copy.
+            with contextlib.suppress(Exception):
+                await reporter(rows, None, f"{rows} rows copied")  # type: ignore[misc]
 
         result = await self.copier.copy(
             source_connection_id,
@@ -72,7 +77,7 @@ class MigrationTools:
             target_schema=target_schema,
             on_conflict=on_conflict,
             batch_rows=batch_rows,
-            progress=report,
+            progress=report if reporter is not None else None,
         )
         payload: dict[str, Any] = {
             "success": True,
