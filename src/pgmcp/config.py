@@ -192,9 +192,13 @@ class Settings(BaseSettings):
     db_ssl_mode: SslMode = Field(
         "prefer", description="TLS mode: disable, allow, prefer, require, verify-ca, verify-full."
     )
-    db_ssl_cert: str | None = Field(None, description="Client certificate file.")
-    db_ssl_key: str | None = Field(None, description="Client key file.")
-    db_ssl_root_cert: str | None = Field(None, description="CA certificate file.")
+    db_ssl_cert: str | None = Field(
+        None, description="Client certificate file of 'default', presented in every TLS mode."
+    )
+    db_ssl_key: str | None = Field(None, description="Key file of DB_SSL_CERT.")
+    db_ssl_root_cert: str | None = Field(
+        None, description="CA certificate file verify-ca/verify-full trust (also for connections that name none)."
+    )
     pgmcp_data_dir: Path | None = Field(None, description="Data directory of the embedded PostgreSQL.")
     pgmcp_embedded: bool = Field(
         True, description="Without DB_HOST, start the embedded PostgreSQL with demo data as 'default'."
