@@ -197,7 +197,8 @@ class Settings(BaseSettings):
     )
     db_ssl_key: str | None = Field(None, description="Key file of DB_SSL_CERT.")
     db_ssl_root_cert: str | None = Field(
-        None, description="CA certificate file verify-ca/verify-full trust (also for connections that name none)."
+        None,
+        description="CA certificate file verify-ca/verify-full trust (also for connections that name none).",
     )
     pgmcp_data_dir: Path | None = Field(None, description="Data directory of the embedded PostgreSQL.")
     pgmcp_embedded: bool = Field(
