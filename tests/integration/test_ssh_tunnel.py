@@ -26,6 +26,7 @@ import psutil
 import pytest
 from mcp import Client
 
+from pgmcp.logs import configure_logging
 from tests.conftest import PgServer
 from tests.integration.harness import call_err, call_ok, running
 from tests.integration.sshd import OpenSshServer
@@ -108,7 +109,10 @@ async def backend_peer_is_sshd(client: Client, connection_id: str, sshd: OpenSsh
     return False
 
 
-async def test_a_query_runs_through_the_tunnel(db: PgServer, sshd: OpenSshServer) -> None:
+async def test_a_query_runs_through_the_tunnel(
+    db: PgServer, sshd: OpenSshServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("DEBUG")  # every line that can exist is written, and searched below
     async with running(None) as (app, client):
         added = await call_ok(
             client, "add_connection", connection_id="behind_bastion", **tunnel_args(db, sshd)
@@ -125,6 +129,10 @@ async def test_a_query_runs_through_the_tunnel(db: PgServer, sshd: OpenSshServer
         assert_no_secret([added, rows, listed], sshd)
         await call_ok(client, "remove_connection", connection_id="behind_bastion")
         assert "behind_bastion" not in app.registry
+    configure_logging("INFO")
+    logged = capfd.readouterr().err
+    assert '"event":"ssh_tunnel_opened"' in logged
+    assert_no_secret(logged, sshd)
 
 
 async def test_the_key_may_be_given_as_the_path_of_a_key_file(db: PgServer, sshd: OpenSshServer) -> None:
@@ -340,8 +348,9 @@ async def password_sshd(tmp_path: Path) -> AsyncIterator[tuple[int, Path]]:
 
 
 async def test_password_authentication_through_ssh_password_env(
-    db: PgServer, sshd: OpenSshServer, password_sshd: tuple[int, Path]
+    db: PgServer, sshd: OpenSshServer, password_sshd: tuple[int, Path], capfd: pytest.CaptureFixture[str]
 ) -> None:
+    configure_logging("DEBUG")
     port, known = password_sshd
     args = tunnel_args(
         db,
@@ -372,6 +381,11 @@ async def test_password_authentication_through_ssh_password_env(
         assert "refused the login" in refused["error"]
         assert_no_secret([added, ok, refused], sshd)
         assert "not-the-password" not in str(refused)
+    configure_logging("INFO")
+    logged = capfd.readouterr().err
+    assert "refused the login" in logged
+    assert_no_secret(logged, sshd)
+    assert "not-the-password" not in logged
 
 
 async def test_the_tunnel_is_closed_with_its_connection(db: PgServer, sshd: OpenSshServer) -> None:
