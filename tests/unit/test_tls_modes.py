@@ -7,6 +7,7 @@ pins the contexts themselves, so a change of meaning is seen here first.
 from __future__ import annotations
 
 import ssl
+
 import pytest
 
 from pgmcp.db.tls import ssl_arg
