@@ -159,6 +159,9 @@ class SshTunnel:
         except (OSError, asyncssh.Error) as exc:
             ssh.close()
             raise self._failed(f"no local port could be opened for the forward: {_plain(exc)}") from None
+        if self._closed:  # closed by remove_connection / shutdown while this was opening
+            ssh.close()
+            raise ConnectionFailed(f"The SSH tunnel through {self.bastion} is closed")
         self._ssh, self._listener = ssh, listener
         self.opened += 1
         log.info(
