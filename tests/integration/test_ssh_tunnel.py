@@ -154,6 +154,7 @@ async def test_a_host_key_that_is_not_the_known_one_is_refused(
         impostor = tmp_path / "known_hosts"
         impostor.write_text(sshd.known_hosts_line(asyncssh.generate_private_key("ssh-ed25519")))
         sessions_before = len(sshd.session_processes())
+        log_before = sshd.log.stat().st_size
         data = await call_err(
             client,
             "add_connection",
@@ -166,6 +167,10 @@ async def test_a_host_key_that_is_not_the_known_one_is_refused(
         assert "impostor" not in app.registry
         await call_err(client, "test_connection", "connection_not_found", connection_id="impostor")
         assert len(sshd.session_processes()) == sessions_before  # no SSH session was left open
+        with sshd.log.open("rb") as log:
+            log.seek(log_before)
+            sshd_said = log.read().decode(errors="replace")
+        assert "Accepted" not in sshd_said  # refused before the key was even offered ("Accepted key")
         assert_no_secret(data, sshd)
 
 
