@@ -1,7 +1,7 @@
 // Drives the console in a real headless Chromium (Debian's, through playwright-core) and prints
 // what it saw as one JSON object; tests/integration/test_console_browser.py asserts on it.
 //   node browser-check.mjs '{"url": "http://127.0.0.1:P/console", "out": "DIR", "token": null,
-//                            "wrong_token": null, "chromium": "/usr/bin/chromium"}'
+//                            "wrong_token": null, "chromium": "/usr/bin/chromium", "expand": "row text"}'
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -50,7 +50,7 @@ async function view(name, contextOptions) {
     login.api_status_without_cookie = await page.evaluate(async () => (await fetch("/console/api/overview")).status);
     if (args.wrong_token) {
       await page.fill("#token", args.wrong_token);
-      await Promise.all([page.waitForLoadState("load"), page.click("#login-form button")]);
+      await Promise.all([page.waitForNavigation(), page.click("#login-form button")]);
       login.wrong_token_refused = (await page.locator("#login-form").count()) === 1;
       login.wrong_token_message = await page.locator(".error").textContent().catch(() => null);
     }
@@ -98,7 +98,7 @@ async function view(name, contextOptions) {
     seen.plan_text = await page.locator("#plan-text").textContent();
   }
   // A history row, expanded to its full statement.
-  const row = page.locator("#history tbody tr.row").first();
+  const row = page.locator("#history tbody tr.row", { hasText: args.expand || "" }).first();
   if ((await row.count()) > 0) {
     await row.click();
     await page.waitForSelector("#history tr.detail pre, #history tr.detail p", { timeout: 10000 });

@@ -201,7 +201,7 @@ class ConsoleApi:
         if not self._explainable(entry):
             raise InvalidInput(f"A {entry['query_type']} statement has no plan to show")
         if entry["connection_id"] not in self.app.registry:
-            raise ConnectionNotFound(f"Connection '{entry['connection_id']}' not found")
+            raise ConnectionNotFound(entry["connection_id"])
         token = current_principal.set(CONSOLE_PRINCIPAL)
         try:
             result = await self._explain.explain_query(entry["connection_id"], entry["query"], analyze=False)
