@@ -53,6 +53,7 @@ async function view(name, contextOptions) {
       await Promise.all([page.waitForNavigation(), page.click("#login-form button")]);
       login.wrong_token_refused = (await page.locator("#login-form").count()) === 1;
       login.wrong_token_message = await page.locator(".error").textContent().catch(() => null);
+      await page.screenshot({ path: join(args.out, `login-${name}.png`) });
     }
     await page.fill("#token", args.token);
     await Promise.all([page.waitForURL(args.url), page.click("#login-form button")]);
@@ -106,6 +107,8 @@ async function view(name, contextOptions) {
   }
   seen.html = await page.content();
   await page.screenshot({ path: join(args.out, `console-${name}.png`), fullPage: true });
+  await page.evaluate(() => document.querySelector("#charts-section").scrollIntoView());
+  await page.screenshot({ path: join(args.out, `console-${name}-charts.png`) });
   report.views[name] = seen;
   await context.close();
 }

@@ -156,7 +156,11 @@
       axes: [axis, { ...axis, size: 48 }],
       series: [
         {},
-        ...spec.series.map(([label, color, dash]) => ({ label, stroke: cssVar(color), width: 2, dash, spanGaps: false, points: { show: true, size: 5 } })),
+        // Rates are a line (zero where nothing happened); latency and pools are sparse: points too.
+        ...spec.series.map(([label, color, dash]) => ({
+          label, stroke: cssVar(color), width: 2, dash, spanGaps: false,
+          points: { show: spec.zeroIsPoint ? true : (u, seriesIdx, i0, i1) => i1 - i0 < 40, size: 5 },
+        })),
       ],
     };
   }
