@@ -166,7 +166,6 @@ class Monitor:
         hkey = (connection_id, query_type)
         now = time.time()
         principal = current_principal.get().subject
-        sample = False
         with self._lock:
             self._queries[qkey] = self._queries.get(qkey, 0) + 1
             hist = self._hists.get(hkey)
@@ -195,8 +194,7 @@ class Monitor:
             )
             if slow:
                 self._slow[connection_id] = self._slow.get(connection_id, 0) + 1
-            sample = self.series.is_new_bucket(now)
-            self.series.add_query(now, duration_ms, success)
+            sample = self.series.add_query(now, duration_ms, success)
         if sample:
             self.sample_pools(now)  # once per 10-second bucket, so pool charts have a point
         if not slow and not self._log.is_enabled_for(logging.DEBUG):

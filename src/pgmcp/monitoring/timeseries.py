@@ -49,20 +49,24 @@ class TimeSeries:
         number = int(now // self._width)
         i = number % self._n
         if self._stamp[i] != number:
-            self._stamp[i] = number
-            self._ok[i] = self._errors[i] = self._blocked[i] = 0
-            self._lat[i] = None
-            for series in self._pools.values():
-                series[i] = None
+            self._clear(i, number)
         return i
 
-    def is_new_bucket(self, now: float) -> bool:
-        """Whether ``now`` falls in a bucket that has no record yet (the Monitor then samples pools)."""
-        number = int(now // self._width)
-        return self._stamp[number % self._n] != number
+    def _clear(self, i: int, number: int) -> None:
+        self._stamp[i] = number
+        self._ok[i] = self._errors[i] = self._blocked[i] = 0
+        self._lat[i] = None
+        for series in self._pools.values():
+            series[i] = None
 
-    def add_query(self, now: float, duration_ms: float, success: bool) -> None:
-        i = self._slot(now)
+    def add_query(self, now: float, duration_ms: float, success: bool) -> bool:
+        """Count one statement; True when it opened a new bucket (the Monitor then samples the pools)."""
+        # The hot path: one call per statement, so _slot is inlined.
+        number = int(now // self._width)
+        i = number % self._n
+        fresh = self._stamp[i] != number
+        if fresh:
+            self._clear(i, number)
         if success:
             self._ok[i] += 1
         else:
@@ -71,6 +75,7 @@ class TimeSeries:
         if bins is None:
             bins = self._lat[i] = [0] * (len(LATENCY_BOUNDS_MS) + 1)
         bins[bisect_left(LATENCY_BOUNDS_MS, duration_ms)] += 1
+        return fresh
 
     def add_blocked(self, now: float) -> None:
         self._blocked[self._slot(now)] += 1
