@@ -66,7 +66,9 @@ def memory_run(rate: int, minutes: int) -> list[tuple[int, int, int]]:
     out: list[tuple[int, int, int]] = []
     try:
         monitor = Monitor(settings)
-        monitor.set_pool_source(lambda: {"default": {"size": 10, "idle_connections": 8, "active_connections": 2}})
+        monitor.set_pool_source(
+            lambda: {"default": {"size": 10, "idle_connections": 8, "active_connections": 2}}
+        )
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         step = 1.0 / rate
@@ -137,7 +139,9 @@ def main() -> None:
     print("| simulated minute | statements recorded | time series | all memory since start |")
     print("| ---: | ---: | ---: | ---: |")
     for minute, series_bytes, traced in rows:
-        print(f"| {minute} | {minute * 60 * args.rate:,} | {series_bytes / 1024:,.1f} KiB | {traced / 1024:,.1f} KiB |")
+        print(
+            f"| {minute} | {minute * 60 * args.rate:,} | {series_bytes / 1024:,.1f} KiB | {traced / 1024:,.1f} KiB |"
+        )
     full = BUCKETS * 10 // 60
     print(f"(the ring holds {BUCKETS} buckets = {full} minutes; past that the series does not grow)")
 

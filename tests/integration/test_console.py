@@ -44,14 +44,19 @@ async def api(http: httpx2.AsyncClient, path: str) -> dict[str, Any]:
 async def a_few_calls(client: Any) -> dict[str, Any]:
     """One fast, one blocked, one slow and one failing statement."""
     await call_ok(client, "execute_query", connection_id="default", query="SELECT 1 AS one")
-    blocked = await call_err(client, "execute_query", "query_blocked", connection_id="default", query="DROP TABLE t")
+    blocked = await call_err(
+        client, "execute_query", "query_blocked", connection_id="default", query="DROP TABLE t"
+    )
     await call_ok(client, "execute_query", connection_id="default", query="SELECT pg_sleep(0.25) AS slept")
     await call_err(client, "execute_query", "database_error", connection_id="default", query="SELECT 1/0")
     return blocked
 
 
 async def test_console_api_matches_get_query_history_and_get_metrics(module_db: PgServer) -> None:
-    async with running(module_db, slow_query_threshold_ms=SLOW_MS) as (app, client), console_client(app) as http:
+    async with (
+        running(module_db, slow_query_threshold_ms=SLOW_MS) as (app, client),
+        console_client(app) as http,
+    ):
         blocked = await a_few_calls(client)
         history = (await call_ok(client, "get_query_history", limit=50))["queries"]
         metrics = await call_ok(client, "get_metrics")
@@ -64,8 +69,14 @@ async def test_console_api_matches_get_query_history_and_get_metrics(module_db: 
 
     # The history rows are get_query_history's, newest first, field for field.
     assert [{k: row[k] for k in HISTORY_FIELDS} for row in page_history] == history
-    assert [row["query"] for row in page_history] == ["SELECT 1/0", "SELECT pg_sleep(0.25) AS slept", "SELECT 1 AS one"]
-    assert all(row["principal"] == "stdio" for row in page_history)  # in-process MCP calls are the stdio caller
+    assert [row["query"] for row in page_history] == [
+        "SELECT 1/0",
+        "SELECT pg_sleep(0.25) AS slept",
+        "SELECT 1 AS one",
+    ]
+    assert all(
+        row["principal"] == "stdio" for row in page_history
+    )  # in-process MCP calls are the stdio caller
 
     # The totals are get_metrics' (the parts that do not move between two readings).
     for key in (
@@ -83,7 +94,9 @@ async def test_console_api_matches_get_query_history_and_get_metrics(module_db: 
     assert round(sum(series["ok"]) * width) == metrics["successful_queries"] == 2
     assert round(sum(series["errors"]) * width) == metrics["failed_queries"] == 1
     assert round(sum(series["blocked"]) * width) == metrics["blocked_queries"] == 1
-    assert max(v for v in series["p95_ms"] if v is not None) >= 200  # the pg_sleep(0.25), within a bin's width
+    assert (
+        max(v for v in series["p95_ms"] if v is not None) >= 200
+    )  # the pg_sleep(0.25), within a bin's width
     assert "default" in series["pools"] and series["pools"]["default"]["max"] == pool_size
 
     # The blocked call, with the reason and the message the caller got.
@@ -105,7 +118,10 @@ async def test_console_api_matches_get_query_history_and_get_metrics(module_db: 
 
 
 async def test_history_filters_by_connection_tool_outcome_duration_and_text(module_db: PgServer) -> None:
-    async with running(module_db, slow_query_threshold_ms=SLOW_MS) as (app, client), console_client(app) as http:
+    async with (
+        running(module_db, slow_query_threshold_ms=SLOW_MS) as (app, client),
+        console_client(app) as http,
+    ):
         await a_few_calls(client)
         await call_ok(client, "list_schemas", connection_id="default")
 
@@ -123,7 +139,10 @@ async def test_history_filters_by_connection_tool_outcome_duration_and_text(modu
 
 
 async def test_slow_query_plan_is_explain_without_analyze_as_a_read_only_caller(module_db: PgServer) -> None:
-    async with running(module_db, slow_query_threshold_ms=SLOW_MS) as (app, client), console_client(app) as http:
+    async with (
+        running(module_db, slow_query_threshold_ms=SLOW_MS) as (app, client),
+        console_client(app) as http,
+    ):
         await a_few_calls(client)
         (slow,) = (await api(http, "slow"))["queries"]
         plan = await api(http, f"explain?id={slow['id']}")
@@ -196,7 +215,9 @@ async def test_long_statements_are_cut_in_the_list_and_whole_in_the_detail(modul
     async with running(module_db) as (app, client), console_client(app) as http:
         await call_ok(client, "execute_query", connection_id="default", query=long_sql)
         (row,) = (await api(http, "queries"))["queries"]
-        assert row["query_truncated"] is True and long_sql.startswith(row["query"]) and row["query"] != long_sql
+        assert (
+            row["query_truncated"] is True and long_sql.startswith(row["query"]) and row["query"] != long_sql
+        )
         assert (await api(http, f"queries/{row['id']}"))["query"]["query"] == long_sql
         missing = await http.get("/console/api/queries/123456")
         assert missing.status_code == 404
@@ -213,7 +234,12 @@ async def test_console_refuses_foreign_host_headers_and_cross_site_reads(module_
         csp = page.headers["content-security-policy"]
         assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
         assert "http" not in csp  # nothing from anywhere else
-        for asset in ("vendor/uPlot.iife.min.js", "vendor/uPlot.min.css", "vendor/uPlot.LICENSE", "console.js"):
+        for asset in (
+            "vendor/uPlot.iife.min.js",
+            "vendor/uPlot.min.css",
+            "vendor/uPlot.LICENSE",
+            "console.js",
+        ):
             assert (await http.get(f"/console/static/{asset}")).status_code == 200, asset
         assert (await http.get("/console/static/../routes.py")).status_code == 404
         html = page.text
@@ -227,7 +253,9 @@ async def test_console_can_be_turned_off(module_db: PgServer, path: str) -> None
 
     async with running(module_db, console_enabled=False) as (app, _):
         asgi = build_http_app(app, build_server(app))
-        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=asgi), base_url="http://127.0.0.1") as http:
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=asgi), base_url="http://127.0.0.1"
+        ) as http:
             assert (await http.get(path)).status_code == 404
 
 

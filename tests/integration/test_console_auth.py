@@ -45,7 +45,9 @@ async def test_console_login_takes_the_token_once_and_keeps_a_signed_session(
             assert "That token is not valid" in wrong.text
             assert "set-cookie" not in wrong.headers
             # Another site's page cannot log a browser in (nor out).
-            forged = await http.post("/console/login", data={"token": TOKEN}, headers={"Origin": "https://evil.example"})
+            forged = await http.post(
+                "/console/login", data={"token": TOKEN}, headers={"Origin": "https://evil.example"}
+            )
             assert forged.status_code == 403 and "set-cookie" not in forged.headers
 
             # The right one: a redirect to the page (POST-redirect-GET) and a session cookie.
@@ -68,7 +70,9 @@ async def test_console_login_takes_the_token_once_and_keeps_a_signed_session(
             # A cookie with a changed id or expiry is not a session; a bearer header is (for scripts).
             sid, expiry, mac = value.split(".")
             for forged_value in (f"x{sid}.{expiry}.{mac}", f"{sid}.{int(expiry) + 999}.{mac}", TOKEN):
-                tampered = await http.get("/console/api/overview", headers={"Cookie": f"pgmcp_console={forged_value}"})
+                tampered = await http.get(
+                    "/console/api/overview", headers={"Cookie": f"pgmcp_console={forged_value}"}
+                )
                 assert tampered.status_code == 401, forged_value
             bearer = await http.get("/console/api/overview", headers={"Authorization": f"Bearer {TOKEN}"})
             assert bearer.status_code == 200
@@ -83,7 +87,9 @@ async def test_console_login_takes_the_token_once_and_keeps_a_signed_session(
         # MCP itself works as before, with the bearer token.
         authed = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         async with authed, Client(streamable_http_client(server.mcp_url, http_client=authed)) as client:
-            result = await client.call_tool("execute_query", {"connection_id": "default", "query": "SELECT 1"})
+            result = await client.call_tool(
+                "execute_query", {"connection_id": "default", "query": "SELECT 1"}
+            )
             assert payload(result)["success"] is True
     stderr = server.stderr_text()
     assert TOKEN not in stderr
@@ -91,14 +97,20 @@ async def test_console_login_takes_the_token_once_and_keeps_a_signed_session(
     assert "console_login_failed" in events and "console_login" in events
 
 
-async def test_console_port_serves_the_console_beside_a_stdio_server(module_db: PgServer, tmp_path: Path) -> None:
+async def test_console_port_serves_the_console_beside_a_stdio_server(
+    module_db: PgServer, tmp_path: Path
+) -> None:
     port = free_port()
     env = pgmcp_env(module_db, CONSOLE_PORT=str(port), SLOW_QUERY_THRESHOLD_MS="50")
-    params = StdioServerParameters(command=PGMCP, args=["serve", "--transport", "stdio"], env=env, cwd=str(tmp_path))
+    params = StdioServerParameters(
+        command=PGMCP, args=["serve", "--transport", "stdio"], env=env, cwd=str(tmp_path)
+    )
     errlog_path = tmp_path / "stdio.stderr"
     with errlog_path.open("w") as errlog:
         async with Client(stdio_client(params, errlog=errlog)) as client:
-            await client.call_tool("execute_query", {"connection_id": "default", "query": "SELECT 42 AS answer"})
+            await client.call_tool(
+                "execute_query", {"connection_id": "default", "query": "SELECT 42 AS answer"}
+            )
             async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
                 rows = (await http.get("/console/api/queries")).json()["queries"]
                 assert [(r["query"], r["principal"], r["tool"]) for r in rows] == [
@@ -107,7 +119,9 @@ async def test_console_port_serves_the_console_beside_a_stdio_server(module_db: 
                 assert (await http.get("/")).headers["location"] == "/console"
                 assert (await http.get("/console")).status_code == 200
                 assert (await http.get("/mcp")).status_code == 404  # the console alone
-                rebound = await http.get("/console/api/overview", headers={"Host": f"attacker.example:{port}"})
+                rebound = await http.get(
+                    "/console/api/overview", headers={"Host": f"attacker.example:{port}"}
+                )
                 assert rebound.status_code == 421
     logs = json_lines(errlog_path.read_text())
     started = next(line for line in logs if line["event"] == "console_started")
@@ -117,7 +131,9 @@ async def test_console_port_serves_the_console_beside_a_stdio_server(module_db: 
         probe.bind(("127.0.0.1", port))
 
 
-async def test_a_console_port_in_use_is_logged_and_stdio_serves_on(module_db: PgServer, tmp_path: Path) -> None:
+async def test_a_console_port_in_use_is_logged_and_stdio_serves_on(
+    module_db: PgServer, tmp_path: Path
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -129,7 +145,9 @@ async def test_a_console_port_in_use_is_logged_and_stdio_serves_on(module_db: Pg
         errlog_path = tmp_path / "stdio.stderr"
         with errlog_path.open("w") as errlog:
             async with Client(stdio_client(params, errlog=errlog)) as client:
-                result = await client.call_tool("execute_query", {"connection_id": "default", "query": "SELECT 1"})
+                result = await client.call_tool(
+                    "execute_query", {"connection_id": "default", "query": "SELECT 1"}
+                )
                 assert payload(result)["success"] is True
     events = {line["event"]: line for line in json_lines(errlog_path.read_text())}
     assert events["console_unavailable"]["port"] == port

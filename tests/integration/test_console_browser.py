@@ -65,7 +65,9 @@ async def a_few_calls(mcp_url: str, headers: dict[str, str] | None = None) -> di
     async with http, Client(streamable_http_client(mcp_url, http_client=http)) as client:
 
         async def run(query: str) -> dict[str, Any]:
-            return payload(await client.call_tool("execute_query", {"connection_id": "default", "query": query}))
+            return payload(
+                await client.call_tool("execute_query", {"connection_id": "default", "query": query})
+            )
 
         assert (await run("SELECT 1 AS one"))["success"]
         assert (await run("DROP TABLE customers"))["error_type"] == "query_blocked"
@@ -94,7 +96,10 @@ async def test_console_page_shows_the_calls_in_a_real_browser(
         assert (conn["id"], conn["health"]) == ("default", "healthy"), name
         (blocked,) = view["blocked"]
         assert blocked["reason"] == "blocked_keyword"
-        assert "contains dangerous keyword 'DROP'" in blocked["text"] and "DROP TABLE customers" in blocked["text"]
+        assert (
+            "contains dangerous keyword 'DROP'" in blocked["text"]
+            and "DROP TABLE customers" in blocked["text"]
+        )
         (slow,) = view["slow"]
         assert "SELECT pg_sleep(0.3) AS slept" in slow
         assert view["plan_state"] == "shown" and '"Node Type": "Result"' in view["plan_text"]
@@ -124,7 +129,9 @@ async def test_console_login_in_a_real_browser_never_puts_the_token_in_a_url_or_
     env = pgmcp_env(module_db, MCP_AUTH_TOKEN=TOKEN, SLOW_QUERY_THRESHOLD_MS="100")
     with serve_http(env, tmp_path) as server:
         await a_few_calls(server.mcp_url, {"Authorization": f"Bearer {TOKEN}"})
-        report = browse(f"{server.base_url}/console", ARTIFACTS / "login", token=TOKEN, wrong_token="guess-1234")
+        report = browse(
+            f"{server.base_url}/console", ARTIFACTS / "login", token=TOKEN, wrong_token="guess-1234"
+        )
     for name, login in report["login"].items():
         assert login["form_shown"] and login["api_status_without_cookie"] == 401, name
         assert login["wrong_token_refused"] and "not valid" in login["wrong_token_message"], name

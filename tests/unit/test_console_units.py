@@ -53,8 +53,12 @@ def test_an_old_slot_is_cleared_when_its_time_comes_round_again() -> None:
 
 def test_pool_samples_keep_the_busiest_and_forget_removed_connections() -> None:
     ts = TimeSeries()
-    ts.sample_pools(T0, {"a": {"size": 4, "active_connections": 3}, "b": {"size": 1, "active_connections": 0}})
-    ts.sample_pools(T0 + 1, {"a": {"size": 4, "active_connections": 1}, "b": {"size": 1, "active_connections": 1}})
+    ts.sample_pools(
+        T0, {"a": {"size": 4, "active_connections": 3}, "b": {"size": 1, "active_connections": 0}}
+    )
+    ts.sample_pools(
+        T0 + 1, {"a": {"size": 4, "active_connections": 1}, "b": {"size": 1, "active_connections": 1}}
+    )
     read = ts.read(T0 + 2, BUCKET_SECONDS)
     assert read["pools"]["a"] == {"in_use": [3], "open": [4]}
     assert read["pools"]["b"] == {"in_use": [1], "open": [1]}
@@ -112,3 +116,24 @@ def test_a_session_cookie_is_signed_expires_and_can_be_revoked() -> None:
     sessions.revoke(value)
     assert not sessions.valid(value)
     assert sessions.valid(sessions.issue())
+
+
+def test_the_console_assets_are_package_data_with_their_licence() -> None:
+    """``pip install .`` (no Node.js) ships every file the page loads, and uPlot's licence."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "pgmcp"
+    ]
+    static = root / "src" / "pgmcp" / "console" / "static"
+    files = [p.relative_to(root / "src" / "pgmcp").as_posix() for p in static.rglob("*") if p.is_file()]
+    assert (
+        "console/static/vendor/uPlot.LICENSE" in files and "console/static/vendor/uPlot.iife.min.js" in files
+    )
+    for name in files:
+        assert any(fnmatch.fnmatch(name, g) for g in globs), f"{name} is not package data"
+    html = (static / "console.html").read_text() + (static / "login.html").read_text()
+    assert "https://" not in html and "http://" not in html  # nothing from the internet
