@@ -265,3 +265,19 @@ async def test_history_call_shape_is_unchanged_for_get_query_history(module_db: 
         await call_ok(client, "execute_query", connection_id="default", query="SELECT 1")
         (row,) = (await call(client, "get_query_history"))["queries"]
         assert set(row) == set(HISTORY_FIELDS)
+
+
+async def test_privileges_a_connection_reports_become_warnings_on_its_card(module_db: PgServer) -> None:
+    """``privileges`` comes from the registry (test_connection / list_connections); shown when present."""
+    async with running(module_db) as (app, _), console_client(app) as http:
+        (plain,) = (await api(http, "overview"))["connections"]
+        conn = app.registry.get("default")
+        described = conn.describe()
+        privileges = {"superuser": True, "risky_roles": ["pg_read_server_files"]}
+        conn.describe = lambda: {**described, "privileges": privileges}  # type: ignore[method-assign]
+        (card,) = (await api(http, "overview"))["connections"]
+    assert card["privileges"] == privileges
+    assert any("superuser" in w for w in card["warnings"])
+    assert any("pg_read_server_files" in w for w in card["warnings"])
+    if plain.get("privileges") is None:
+        assert plain["warnings"] == []

@@ -66,12 +66,13 @@ def privilege_warnings(privileges: Any) -> list[str]:
     """Sentences about a connection's ``privileges`` (when the registry reports them)."""
     if not isinstance(privileges, Mapping):
         return []
-    out = [str(w) for w in privileges.get("warnings", ()) or ()]
-    if privileges.get("superuser") and not any("superuser" in w.lower() for w in out):
+    given = [str(w) for w in privileges.get("warnings", ()) or ()]
+    out = list(given)
+    if privileges.get("superuser") and not any("superuser" in w.lower() for w in given):
         out.append("Connects as a superuser: the policy is the only guard; prefer a role with fewer rights.")
-    risky = privileges.get("risky_roles") or ()
-    if risky and not any("role" in w.lower() for w in out):
-        out.append(f"Member of risky roles: {', '.join(map(str, risky))}.")
+    risky = [str(r) for r in privileges.get("risky_roles") or ()]
+    if risky and not any(r in w for r in risky for w in given):
+        out.append(f"Member of risky roles: {', '.join(risky)}.")
     return out
 
 
