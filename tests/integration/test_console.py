@@ -242,8 +242,6 @@ async def test_console_refuses_foreign_host_headers_and_cross_site_reads(module_
         ):
             assert (await http.get(f"/console/static/{asset}")).status_code == 200, asset
         assert (await http.get("/console/static/../routes.py")).status_code == 404
-        html = page.text
-        assert "//" not in html.replace("http-equiv", "").split("<body")[0].replace("data:,", "")
 
 
 @pytest.mark.parametrize("path", ["/console", "/console/api/overview"])

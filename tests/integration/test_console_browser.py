@@ -25,6 +25,9 @@ from tests.conftest import PgServer
 from tests.integration.harness import payload
 from tests.integration.proc import ROOT, pgmcp_env, serve_http
 
+# A browser per test (~20 s each): run once per `make test`, not again on the embedded pass.
+pytestmark = pytest.mark.slow
+
 UI = ROOT / "console-ui"
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
