@@ -101,7 +101,7 @@ async def test_console_port_serves_the_console_beside_a_stdio_server(
     module_db: PgServer, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = pgmcp_env(module_db, CONSOLE_PORT=str(port), SLOW_QUERY_THRESHOLD_MS="50")
+    env = pgmcp_env(module_db, CONSOLE_PORT=str(port), SLOW_QUERY_THRESHOLD_MS="50", MCP_AUTH_TOKEN=TOKEN)
     params = StdioServerParameters(
         command=PGMCP, args=["serve", "--transport", "stdio"], env=env, cwd=str(tmp_path)
     )
@@ -112,21 +112,27 @@ async def test_console_port_serves_the_console_beside_a_stdio_server(
                 "execute_query", {"connection_id": "default", "query": "SELECT 42 AS answer"}
             )
             async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-                rows = (await http.get("/console/api/queries")).json()["queries"]
+                # MCP_AUTH_TOKEN guards this console as it does the HTTP transport's.
+                assert (await http.get("/console/api/queries")).status_code == 401
+                assert 'id="login-form"' in (await http.get("/console")).text
+                login = await http.post("/console/login", data={"token": TOKEN})
+                value, _ = cookie_of(login)
+                session = {"Cookie": f"pgmcp_console={value}"}
+                rows = (await http.get("/console/api/queries", headers=session)).json()["queries"]
                 assert [(r["query"], r["principal"], r["tool"]) for r in rows] == [
                     ("SELECT 42 AS answer", "stdio", "execute_query")
                 ]
                 assert (await http.get("/")).headers["location"] == "/console"
-                assert (await http.get("/console")).status_code == 200
                 assert (await http.get("/mcp")).status_code == 404  # the console alone
                 rebound = await http.get(
-                    "/console/api/overview", headers={"Host": f"attacker.example:{port}"}
+                    "/console/api/overview", headers={**session, "Host": f"attacker.example:{port}"}
                 )
                 assert rebound.status_code == 421
     logs = json_lines(errlog_path.read_text())
     started = next(line for line in logs if line["event"] == "console_started")
     assert started["url"] == f"http://127.0.0.1:{port}/console"
     assert "server_stopped" in [line["event"] for line in logs]
+    assert TOKEN not in errlog_path.read_text()
     with socket.socket() as probe:  # the port is free again once the server exited
         probe.bind(("127.0.0.1", port))
 
