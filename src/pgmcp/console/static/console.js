@@ -146,6 +146,11 @@
     }
   }
 
+  function clockTicks(u, splits, axisIdx, space, step) {
+    const opts = { hour: "2-digit", minute: "2-digit", hourCycle: "h23", ...(step < 60 ? { second: "2-digit" } : {}) };
+    return splits.map((v) => new Date(v * 1000).toLocaleTimeString([], opts));
+  }
+
   function options(spec, width) {
     const axis = { stroke: cssVar("--muted"), grid: { stroke: cssVar("--grid"), width: 1 }, ticks: { stroke: cssVar("--grid") } };
     return {
@@ -153,7 +158,8 @@
       height: 200,
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, Math.max(hi || 0, 1) * 1.1] } },
-      axes: [axis, { ...axis, size: 48 }],
+      // One line of local clock time per tick (uPlot's default adds a second line with the date).
+      axes: [{ ...axis, space: width < 500 ? 55 : 80, size: 32, values: clockTicks }, { ...axis, size: 48 }],
       series: [
         {},
         // Rates are a line (zero where nothing happened); latency and pools are sparse: points too.
