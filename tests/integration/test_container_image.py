@@ -172,6 +172,24 @@ def _assert_healthy(health: dict[str, object]) -> None:
         assert all(any(w in str(x).lower() for w in ("cpu", "memory", "disk")) for x in warnings), health
 
 
+# sha256 over the package's .py files: of src/pgmcp given as argument, else of the installed pgmcp.
+_DIGEST = """
+import hashlib, pathlib, sys
+root = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path(__import__("pgmcp").__file__).parent
+h = hashlib.sha256()
+for f in sorted(root.rglob("*.py")):
+    h.update(str(f.relative_to(root)).encode() + b"\\0" + f.read_bytes())
+print(h.hexdigest())
+"""
+
+
+def _source_digest() -> str:
+    out = subprocess.run(
+        ["python3", "-c", _DIGEST, str(ROOT / "src" / "pgmcp")], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
 def _container_processes(marker: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
@@ -199,6 +217,10 @@ def test_embedded_image_serves_health_and_mcp_runs_non_root_and_stops_cleanly(
         assert answer["success"] is True, answer
         rows = answer["rows"]
         assert isinstance(rows, list) and rows[0]["n"] > 0  # the demo data is loaded inside
+
+        # The image runs the working tree's code, not a layer cached from an older build.
+        installed = box.exec("python", "-c", _DIGEST)
+        assert installed.stdout.strip() == _source_digest(), installed
 
         uid = box.exec("sh", "-c", "awk '/^Uid:/ {print $2}' /proc/1/status")
         assert uid.stdout.strip() == "10001", uid
