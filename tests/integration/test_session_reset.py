@@ -158,8 +158,12 @@ async def test_the_next_call_gets_the_session_as_it_was_opened(tool: str, db: tu
             )
             (row,) = second["rows"]
             after = f"{tool} ({'failed' if fail else 'succeeded'})"
-            assert row["pid"] == clean["pid"], f"{after}: the pool opened a new backend, the test proves nothing"
-            assert row["who"] == server.user, f"{after}: the next call ran as {row['who']} (role {role} leaked)"
+            assert row["pid"] == clean["pid"], (
+                f"{after}: the pool opened a new backend, the test proves nothing"
+            )
+            assert row["who"] == server.user, (
+                f"{after}: the next call ran as {row['who']} (role {role} leaked)"
+            )
             assert row["work_mem"] == clean["work_mem"], after
             assert row["r"] != leaked_random, f"{after}: the next call's random() follows the leaked seed"
             state = await pooled_state(app)
