@@ -45,7 +45,7 @@ FROM pg_catalog.pg_roles r WHERE r.rolname = session_user
 """
 
 _SETUP_HINT = (
-    "create a least-privilege role with `pgmcp setup-role --name mcp_reader --mode readonly --apply` "
+    "create a least-privilege role with 'pgmcp setup-role --name mcp_reader --mode readonly --apply' "
     "(or deployment/db/init-db.sql) and set DB_USER to it"
 )
 
