@@ -294,6 +294,7 @@ class ConnectionRegistry:
             pool_size=size,
             readonly=spec.readonly,
             source=source,
+            **(conn.privileges.as_dict() if conn.privileges is not None else {}),
         )
         return conn, note
 
