@@ -331,3 +331,26 @@ async def _drop_role(server: PgServer, name: str) -> None:
         await conn.execute(f'DROP ROLE IF EXISTS "{name}"')
     finally:
         await conn.close()
+
+
+async def test_a_superuser_connection_whose_database_was_down_at_start_up_is_refused_by_its_first_call() -> (
+    None
+):
+    """The pool opened empty, so nothing was inspected then: the first call inspects, and refuses."""
+    from tests.integration.faults import RestartablePostgres
+
+    pg = RestartablePostgres()
+    try:
+        async with running(pg.server, refuse_superuser=True, connection_timeout=3) as (app, client):
+            assert app.registry.get("default").privileges is None
+            await call_err(
+                client, "execute_query", "connection_failed", connection_id="default", query="SELECT 1"
+            )
+            pg.start()
+            for _ in range(2):  # refused every time, not only once
+                data = await call_err(
+                    client, "execute_query", "query_blocked", connection_id="default", query="SELECT 1"
+                )
+                assert "is a superuser (REFUSE_SUPERUSER=true)" in data["error"]
+    finally:
+        pg.destroy()
