@@ -1,4 +1,5 @@
-"""``pgmcp serve [--transport http|stdio] [--host H] [--port P] [--env-file F]``.
+"""``pgmcp serve [--transport http|stdio] [--host H] [--port P] [--env-file F]``
+(and ``pgmcp setup-role``: the least-privilege role's GRANT script, ``setup_role.py``).
 
 Reads the settings (a bad value stops start-up with one line naming the
 variable), sets up JSON logs on stderr, opens the application and serves MCP
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, cast
 
-from pgmcp import __version__
+from pgmcp import __version__, setup_role
 from pgmcp.config import Settings, SettingsError, load_settings
 from pgmcp.errors import PgMcpError
 
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="HTTP bind address (MCP_SERVER_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (MCP_SERVER_PORT, default 3000)")
     serve.add_argument("--env-file", help="read settings from this .env file")
+    setup_role.add_parser(sub)
     return parser
 
 
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         args = _parser().parse_args(["serve", *(argv if argv is not None else sys.argv[1:])])
+    if args.command == "setup-role":
+        return setup_role.run(args)
     overrides: dict[str, Any] = {}
     if args.host:
         overrides["mcp_server_host"] = args.host

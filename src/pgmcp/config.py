@@ -140,6 +140,13 @@ class Settings(BaseSettings):
     readonly_mode: bool = Field(
         False, description="Only read statements anywhere; transactions run READ ONLY."
     )
+    readonly_role: str | None = Field(
+        None,
+        description="A role every read path switches to (SET LOCAL ROLE): reads meet its grants.",
+    )
+    refuse_superuser: bool = Field(
+        False, description="Refuse connections whose database role is a superuser."
+    )
     allowed_operations: CsvList = Field(
         default_factory=lambda: ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "EXPLAIN"],
         description="Statement kinds allowed, by leading keyword.",
@@ -269,6 +276,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: list[str]) -> list[str]:
         return [v.upper() for v in value]
+
+    @field_validator("readonly_role", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("mcp_log_level", mode="before")
     @classmethod

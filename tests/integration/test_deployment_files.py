@@ -60,6 +60,8 @@ def test_env_templates_load(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if name == ".env.prod":
         assert settings.mcp_log_level == "WARNING" and settings.max_query_length == 5000
         assert "GRANT" in settings.blocked_keywords
+        # init-db.sql's role, never a superuser
+        assert settings.db_user == "mcp_user" and settings.refuse_superuser
     if name == ".env.example":  # defaults, embedded database, no secrets
         assert settings.db_host is None and settings.mcp_auth_token is None
         assert settings.mcp_server_port == 3000

@@ -33,6 +33,9 @@ from typing import Any
 import asyncpg
 
 from pgmcp.config import ConnectionSpec, Settings, resolve_password
+from pgmcp.db import privileges as role_privileges
+from pgmcp.db import session
+from pgmcp.db.privileges import Privileges
 from pgmcp.db.tls import describe_tls_error, ssl_arg
 from pgmcp.db.tunnel import LOCAL_HOST, SshTunnel
 from pgmcp.errors import (
@@ -51,17 +54,13 @@ __all__ = ["Connection", "ConnectionRegistry", "PgMcpConnection"]
 
 log = get_logger("pgmcp.db")
 
-# Not DEALLOCATE ALL: asyncpg keeps its own cache of our prepared statements (PREPARE is refused).
-_FULL_RESET = "CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); RESET ALL;"
-
 
 class PgMcpConnection(asyncpg.Connection):  # type: ignore[misc]
-    """A pooled connection that skips the reset round trip when nothing could have changed.
+    """A pooled connection whose release skips asyncpg's reset round trip when it is clean.
 
-    The policy refuses every statement that changes session state (SET,
-    set_config, LISTEN, PREPARE, DECLARE, advisory locks), and every call runs
-    in its own transaction that asyncpg rolls back on release. Only after a
-    failure or cancellation do we pay for the full reset.
+    Every call's transaction ends with the session reset in the same round trip
+    (``db/session.py``). Only a connection marked dirty (a failure, a cancellation,
+    a reset that could not finish) gets the full reset when it goes back to the pool.
     """
 
     __slots__ = ("_pgmcp_dirty",)
@@ -76,7 +75,7 @@ class PgMcpConnection(asyncpg.Connection):  # type: ignore[misc]
     def get_reset_query(self) -> str:
         if self._pgmcp_dirty:
             self._pgmcp_dirty = False
-            return _FULL_RESET
+            return session.full_reset()
         return ""
 
 
@@ -117,6 +116,9 @@ class Connection:
     waiting: int = field(default=0, repr=False)
     # The SSH tunnel the pool connects through (ssh_host), closed with the pool.
     tunnel: SshTunnel | None = field(default=None, repr=False)
+    # The login role's superuser flag and risky memberships, gathered when the pool opens
+    # (or by the first call, if the database was down then): db/privileges.py.
+    privileges: Privileges | None = field(default=None, repr=False)
 
     @property
     def connection_id(self) -> str:
@@ -143,6 +145,7 @@ class Connection:
             "source": self.source,
             "pool_stats": self.pool_stats(),
             **({"ssh_host": self.spec.ssh_host} if self.spec.ssh_host else {}),
+            **(self.privileges.report() if self.privileges is not None else {}),
         }
 
 
@@ -270,6 +273,12 @@ class ConnectionRegistry:
                     await tunnel.close()
                 raise
             conn = Connection(spec=spec, pool=pool, pool_size=size, source=source, tunnel=tunnel)
+            if pool.get_size():  # a pool that is open (not the empty one of a database down)
+                try:
+                    conn.privileges = await self.inspect_privileges(conn)
+                except BaseException:
+                    await self._close_pool(conn)  # and its tunnel
+                    raise
             if existing is not None:
                 await self._close_pool(existing)
             self._connections[spec.connection_id] = conn
@@ -282,8 +291,26 @@ class ConnectionRegistry:
             pool_size=size,
             readonly=spec.readonly,
             source=source,
+            **(conn.privileges.as_dict() if conn.privileges is not None else {}),
         )
         return conn, note
+
+    async def inspect_privileges(self, conn: Connection, raw: Any = None) -> Privileges:
+        """The login role's privileges (logged once); raises the refusal of REFUSE_SUPERUSER or
+        READONLY_ROLE (``query_blocked``)."""
+        if raw is None:
+            async with conn.pool.acquire(timeout=self._settings.connection_timeout) as c:
+                found = await role_privileges.inspect(c, self._settings, conn.connection_id)
+        else:
+            found = await role_privileges.inspect(raw, self._settings, conn.connection_id)
+        if found.warning:
+            log.warning(
+                "risky_privileges", connection_id=conn.connection_id, **found.as_dict(), warning=found.warning
+            )
+        if found.refusal:
+            log.error("connection_refused", connection_id=conn.connection_id, error=found.refusal)
+        role_privileges.refuse(found)
+        return found
 
     async def remove(self, connection_id: str) -> None:
         async with self._lock:
@@ -542,20 +569,21 @@ class ConnectionRegistry:
                 await self._release(conn, raw)
 
     def commit_after_answer(self, conn: Connection, raw: PgMcpConnection, sql: str) -> None:
-        """Send ``sql``, the COMMIT of a READ ONLY transaction whose rows are all read, without
-        making the caller wait for it: the answer goes out while the database commits.
+        """End a READ ONLY transaction whose rows are all read with ``sql`` (``ROLLBACK``) and
+        the session reset (``session.end_transaction``), without making the caller wait for it:
+        the answer goes out while the database rolls back and resets.
 
-        Nothing a read-only transaction did depends on its COMMIT, so the caller's result stands
-        whatever the COMMIT does. The connection is handed to the next call (or to the pool)
-        only once the COMMIT is back; if it fails, the connection is reset or replaced. Call it
-        last, inside ``acquire``.
+        Nothing a read-only transaction did depends on its end, so the caller's result stands
+        whatever the ROLLBACK does. The connection is handed to the next call (or to the pool)
+        only once the reset is back; if it fails, the connection is reset in full or replaced.
+        Call it last, inside ``acquire``.
         """
         self._commits[id(raw)] = asyncio.get_running_loop().create_task(self._commit(conn, raw, sql))
 
     async def _commit(self, conn: Connection, raw: PgMcpConnection, sql: str) -> None:
         try:
             async with asyncio.timeout(self._settings.connection_timeout):
-                await raw.execute(sql)
+                await session.end_transaction(raw, sql)
         except Exception as exc:  # also TimeoutError: a database that stopped answering
             with contextlib.suppress(AttributeError):  # detached: the connection is gone already
                 raw.mark_dirty()

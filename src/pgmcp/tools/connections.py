@@ -153,6 +153,10 @@ class ConnectionTools:
             "server_version": health.server_version,
             "pool_stats": conn.pool_stats(),
         }
+        if conn.privileges is None and health.is_healthy:  # the database was down when the pool opened
+            conn.privileges = await self.app.registry.inspect_privileges(conn)
+        if conn.privileges is not None:
+            result.update(conn.privileges.report())
         if health.error:
             result["message"] = f"Connection is unhealthy: {health.error}"
         return result
