@@ -56,8 +56,9 @@ EXPECTED: dict[str, tuple[set[str], set[str], tuple[bool, bool, bool]]] = {
             "pool_size",
             "ssl_mode",
             "readonly",
+            "dsn",
         },
-        {"connection_id", "host", "database", "user"},
+        {"connection_id"},  # host, database and user, or a dsn
         (False, False, False),
     ),
     "remove_connection": ({"connection_id"}, {"connection_id"}, (False, True, False)),
