@@ -36,7 +36,7 @@ __all__ = ["RESERVOIR_SIZE", "Monitor", "PoolSource", "QueryRecord"]
 #: How many recent query durations ``p95_query_time_ms`` is computed over.
 RESERVOIR_SIZE = 10_000
 
-#: ``() -> {connection_id: {"size", "idle_connections", "active_connections"}}``
+#: ``() -> {connection_id: {"size", "open", "idle_connections", "active_connections", "waiting"}}``
 PoolSource = Callable[[], Mapping[str, Mapping[str, int]]]
 
 
