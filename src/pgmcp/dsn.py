@@ -49,17 +49,30 @@ def parse_dsn(dsn: str) -> dict[str, Any]:
     scheme, sep, rest = dsn.strip().partition("://")
     if not sep or scheme.lower() not in ("postgresql", "postgres"):
         raise DsnError("a DSN must be a URI starting with postgresql:// (or postgres://)")
-    parts = urlsplit("postgresql://" + rest)
-    if parts.fragment:
-        raise DsnError("a DSN has no #fragment")
+    # The user info ends at the last '@', so a password with an unescaped '/', '?' or '#' stays
+    # whole (and out of every message below) instead of being read as a path or a query.
+    userinfo, at, rest = rest.rpartition("@")
     fields: dict[str, Any] = {}
-    userinfo, at, hostport = parts.netloc.rpartition("@")
     if at:
         user, colon, password = userinfo.partition(":")
         if user:
             fields["user"] = unquote(user)
         if colon:
             fields["password"] = unquote(password)
+    try:
+        return _parse_rest(rest, fields)
+    except DsnError as exc:
+        secret = fields.get("password")
+        if secret and secret in str(exc):  # belt and braces: a message never carries the password
+            raise DsnError(str(exc).replace(secret, "***")) from None
+        raise
+
+
+def _parse_rest(rest: str, fields: dict[str, Any]) -> dict[str, Any]:
+    parts = urlsplit("postgresql://" + rest)
+    if parts.fragment:
+        raise DsnError("a DSN has no #fragment")
+    hostport = parts.netloc
     if "," in hostport:
         raise DsnError("a DSN with several hosts is not supported; give one host")
     host, port = _split_host_port(hostport)
