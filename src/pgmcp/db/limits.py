@@ -65,6 +65,7 @@ class ConnectionLimiter:
         self._by_pool: Counter[str] = Counter()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._waiting_by_pool: Counter[str] = Counter()
+        self._waiting = 0  # sum of _waiting_by_pool: read on every release, so kept, not summed
 
     @property
     def open(self) -> int:
@@ -78,7 +79,7 @@ class ConnectionLimiter:
     @property
     def waiting(self) -> int:
         """Connection attempts waiting for a slot."""
-        return sum(self._waiting_by_pool.values())
+        return self._waiting
 
     def waiting_for(self, connection_id: str) -> int:
         return self._waiting_by_pool[connection_id]
@@ -113,6 +114,7 @@ class ConnectionLimiter:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
         self._waiting_by_pool[connection_id] += 1
+        self._waiting += 1
         try:
             # Closing an idle connection frees its slot a moment later (its termination
             # listener runs on the next loop iteration) and hands it to the first in line.
@@ -123,6 +125,7 @@ class ConnectionLimiter:
                 self._pass_slot()  # handed over just as the caller gave up: pass it on
             raise
         finally:
+            self._waiting -= 1
             self._waiting_by_pool[connection_id] -= 1
             if not self._waiting_by_pool[connection_id]:
                 del self._waiting_by_pool[connection_id]

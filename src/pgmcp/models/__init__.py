@@ -33,10 +33,10 @@ class PoolStats(BaseModel):
     ``waiting``: calls waiting for a connection (the pool's, or a slot under MAX_CONNECTIONS)."""
 
     size: int
-    open: int = 0
+    open: int
     idle_connections: int
     active_connections: int
-    waiting: int = 0
+    waiting: int
 
 
 class AddConnectionResult(_Result):
