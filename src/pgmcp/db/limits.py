@@ -88,13 +88,17 @@ class ConnectionLimiter:
         """Open connections by connection id, largest first."""
         return dict(self._by_pool.most_common())
 
-    def connector(self, connection_id: str) -> Callable[..., Awaitable[Any]]:
-        """asyncpg's ``connect=`` hook for the pool of ``connection_id``."""
+    def connector(
+        self, connection_id: str, inner: Callable[..., Awaitable[Any]] | None = None
+    ) -> Callable[..., Awaitable[Any]]:
+        """asyncpg's ``connect=`` hook for the pool of ``connection_id``; ``inner`` (e.g. an SSH
+        tunnel's) opens the connection once a slot is taken, ``asyncpg.connect`` by default."""
+        opener = inner if inner is not None else asyncpg.connect
 
         async def connect(*args: Any, **kwargs: Any) -> Any:
             await self._take(connection_id)
             try:
-                con = await asyncpg.connect(*args, **kwargs)
+                con = await opener(*args, **kwargs)
             except BaseException:
                 self._give_back(connection_id)
                 raise

@@ -1,4 +1,4 @@
-"""The connection registry: named asyncpg pools, their limits, TLS, and their health.
+"""The connection registry: named asyncpg pools, their limits, TLS, tunnels, and their health.
 
 - ``MAX_CONNECTIONS`` caps the connections actually open, all pools together
   (:mod:`pgmcp.db.limits`); ``pool_size`` is each pool's own ceiling. Pools
@@ -9,7 +9,11 @@
   make room, then fails with ``limit_exceeded`` naming what holds the connections.
 - ``ALLOWED_DB_HOSTS`` (names, globs or CIDRs, checked after resolution) and
   ``ALLOW_RUNTIME_CONNECTIONS`` bound what ``add_connection`` may reach, so a
-  caller cannot use the server to probe the network.
+  caller cannot use the server to probe the network. Through an SSH tunnel both the
+  ``ssh_host`` and the database ``host`` must be allowed; ``host`` is matched as the SSH
+  server will see it (by name or glob, or as an address in a CIDR), never resolved here.
+- TLS (``ssl_mode`` and certificate files) is :mod:`pgmcp.db.tls`; SSH tunnels, owned by
+  their ``Connection`` and reopened on demand, are :mod:`pgmcp.db.tunnel`.
 - Health is probed in the background every ``HEALTH_CHECK_INTERVAL`` seconds
   (and on demand by ``test_connection``); ``/health`` only reads the cache, so
   it answers at once even when a database hangs.
@@ -34,6 +38,8 @@ import asyncpg
 
 from pgmcp.config import ConnectionSpec, Settings, resolve_password
 from pgmcp.db.limits import ConnectionLimiter, watch
+from pgmcp.db.tls import describe_tls_error, ssl_arg
+from pgmcp.db.tunnel import LOCAL_HOST, SshTunnel
 from pgmcp.errors import (
     ConnectionFailed,
     ConnectionNotFound,
@@ -114,6 +120,8 @@ class Connection:
     # The warm connection's read-only COMMIT, still on its way when the call was answered.
     warm_commit: asyncio.Task[None] | None = field(default=None, repr=False)
     waiting: int = field(default=0, repr=False)
+    # The SSH tunnel the pool connects through (ssh_host), closed with the pool.
+    tunnel: SshTunnel | None = field(default=None, repr=False)
 
     @property
     def connection_id(self) -> str:
@@ -146,6 +154,7 @@ class Connection:
             "ssl_mode": self.spec.ssl_mode,
             "source": self.source,
             "pool_stats": self.pool_stats(),
+            **({"ssh_host": self.spec.ssh_host} if self.spec.ssh_host else {}),
         }
 
 
@@ -161,29 +170,6 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     setup = getattr(convert, "setup_connection_codecs", None)
     if setup is not None:
         await setup(conn)
-
-
-def _ssl_arg(spec: ConnectionSpec, default_mode: str) -> Any:
-    if spec.host.startswith("/"):
-        return False  # unix socket: no TLS
-    mode = spec.ssl_mode or default_mode
-    if not (spec.ssl_cert or spec.ssl_root_cert):
-        return mode
-    if mode in ("disable", "allow"):
-        return mode
-    ctx = (
-        ssl.create_default_context(cafile=spec.ssl_root_cert)
-        if spec.ssl_root_cert
-        else ssl.create_default_context()
-    )
-    if spec.ssl_cert:
-        ctx.load_cert_chain(spec.ssl_cert, spec.ssl_key)
-    if mode in ("prefer", "require"):
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    elif mode == "verify-ca":
-        ctx.check_hostname = False
-    return ctx
 
 
 class ConnectionRegistry:
@@ -246,7 +232,11 @@ class ConnectionRegistry:
                     "declare connections in MCP_CONFIG_FILE instead",
                     reason="runtime_connections_disabled",
                 )
-            await self._check_host_allowed(spec.host)
+            if spec.ssh_host:
+                await self._check_host_allowed(spec.ssh_host)
+                await self._check_host_allowed(spec.host, resolve=False)
+            else:
+                await self._check_host_allowed(spec.host)
         password = resolve_password(spec)
         async with self._lock:
             existing = self._connections.get(spec.connection_id)
@@ -262,18 +252,25 @@ class ConnectionRegistry:
                     f"pool_size {size} is more than MAX_CONNECTIONS={settings.max_connections}: "
                     f"the pool never holds more than {settings.max_connections} connections"
                 )
-            pool = self._open_pool(spec, password, size)
+            tunnel = SshTunnel(spec, timeout=settings.connection_timeout) if spec.ssh_host else None
             try:
-                await self._first_connection(spec, pool)
-            except (ConnectionFailed, LimitExceeded) as exc:
-                if source == "runtime":
-                    pool.terminate()
-                    raise
-                # A declared connection whose database is down at start-up stays registered with
-                # an empty pool: calls fail with connection_failed until the database answers,
-                # then the pool fills by itself.
-                log.warning("connection_failed", connection_id=spec.connection_id, error=str(exc))
-            conn = Connection(spec=spec, pool=pool, pool_size=size, source=source)
+                pool = self._open_pool(spec, password, size, tunnel)
+                try:
+                    await self._first_connection(spec, pool)
+                except (ConnectionFailed, LimitExceeded) as exc:
+                    if source == "runtime":
+                        with contextlib.suppress(Exception):
+                            pool.terminate()
+                        raise
+                    # A declared connection whose database is down at start-up stays registered
+                    # with an empty pool: calls fail with connection_failed until the database
+                    # answers, then the pool fills by itself.
+                    log.warning("connection_failed", connection_id=spec.connection_id, error=str(exc))
+            except BaseException:
+                if tunnel is not None:
+                    await tunnel.close()
+                raise
+            conn = Connection(spec=spec, pool=pool, pool_size=size, source=source, tunnel=tunnel)
             if existing is not None:
                 await self._close_pool(existing)
             self._connections[spec.connection_id] = conn
@@ -296,21 +293,36 @@ class ConnectionRegistry:
         await self._close_pool(conn)
         log.info("connection_removed", connection_id=connection_id)
 
-    def _open_pool(self, spec: ConnectionSpec, password: str | None, size: int) -> asyncpg.Pool:
-        """A pool that opens no connection yet: each one it opens takes a slot of the limiter."""
-        return asyncpg.create_pool(
+    def _open_pool(
+        self, spec: ConnectionSpec, password: str | None, size: int, tunnel: SshTunnel | None = None
+    ) -> asyncpg.Pool:
+        """A pool that opens no connection yet: each one it opens takes a slot of the limiter
+        (and, through a tunnel, dials the forward's current local port)."""
+        tls = ssl_arg(
             host=spec.host,
+            mode=spec.ssl_mode or self._settings.db_ssl_mode,
+            # One CA for every connection unless a connection names its own; a client
+            # certificate identifies one user, so it is never borrowed from DB_SSL_CERT.
+            root_cert=spec.ssl_root_cert or self._settings.db_ssl_root_cert,
+            cert=spec.ssl_cert,
+            key=spec.ssl_key,
+            server_hostname=spec.host if tunnel is not None else None,
+        )
+        return asyncpg.create_pool(
+            host=LOCAL_HOST if tunnel is not None else spec.host,
             port=spec.port,
             user=spec.user,
             password=password,
             database=spec.database,
-            ssl=_ssl_arg(spec, self._settings.db_ssl_mode),
+            ssl=tls,
             min_size=0,
             max_size=size,
             timeout=self._settings.connection_timeout,
             command_timeout=None,
             max_inactive_connection_lifetime=self._settings.pool_idle_timeout,
-            connect=self.limiter.connector(spec.connection_id),
+            connect=self.limiter.connector(
+                spec.connection_id, tunnel.connect if tunnel is not None else None
+            ),
             init=_init_connection,
             connection_class=PgMcpConnection,
             statement_cache_size=256,
@@ -337,7 +349,10 @@ class ConnectionRegistry:
                 ) from None
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ssl.SSLError) as exc:
                 err = from_postgres(exc)
-                message = mask_secrets(str(exc).strip() or type(exc).__name__)
+                mode = spec.ssl_mode or self._settings.db_ssl_mode
+                message = describe_tls_error(exc, mode) or mask_secrets(
+                    str(exc).strip() or type(exc).__name__
+                )
                 log.warning(
                     "connection_failed", connection_id=spec.connection_id, host=spec.host, error=message
                 )
@@ -393,8 +408,10 @@ class ConnectionRegistry:
             await asyncio.wait_for(conn.pool.close(), timeout=5)
         except (TimeoutError, Exception):
             conn.pool.terminate()
+        if conn.tunnel is not None:
+            await conn.tunnel.close()
 
-    async def _check_host_allowed(self, host: str) -> None:
+    async def _check_host_allowed(self, host: str, *, resolve: bool = True) -> None:
         allowed = self._settings.allowed_db_hosts
         if "*" in allowed:
             return
@@ -405,7 +422,12 @@ class ConnectionRegistry:
                 return
             with contextlib.suppress(ValueError):
                 networks.append(ipaddress.ip_network(entry, strict=False))
-        if networks and not host.startswith("/"):
+        if networks and not resolve:
+            # A name the SSH server resolves: only a literal address can be matched here.
+            with contextlib.suppress(ValueError):
+                if any(ipaddress.ip_address(host) in n for n in networks):
+                    return
+        elif networks and not host.startswith("/"):
             try:
                 infos = await asyncio.wait_for(
                     asyncio.get_running_loop().getaddrinfo(host, None),
