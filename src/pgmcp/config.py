@@ -255,6 +255,18 @@ class Settings(BaseSettings):
     slow_query_threshold_ms: float = Field(1000, ge=0, description="Queries slower than this log slow_query.")
     query_history_size: int = Field(1000, ge=0, description="Queries kept for get_query_history.")
     audit_log_file: Path | None = Field(None, description="Append-only JSON-lines audit file.")
+    console_enabled: bool = Field(
+        True, description="Serve the web console at /console on the HTTP transport."
+    )
+    console_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="With the stdio transport, also serve the web console on 127.0.0.1:P.",
+    )
+    console_session_seconds: int = Field(
+        8 * 3600, ge=60, description="How long a web console login lasts (with MCP_AUTH_TOKEN)."
+    )
     audit_log_max_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Audit file size before rotation."
     )
