@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -93,7 +94,7 @@ async def test_thirty_slow_calls_over_three_pools_of_ten_never_open_more_than_ma
 
 
 async def test_a_call_waits_while_every_slot_is_busy_then_fails_naming_max_connections_and_holders(
-    module_db: PgServer,
+    module_db: PgServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with ServerInTask(module_db, db_pool_size=2, max_connections=2, connection_timeout=1.0) as (
         app,
@@ -121,6 +122,13 @@ async def test_a_call_waits_while_every_slot_is_busy_then_fails_naming_max_conne
         assert "MAX_CONNECTIONS=2" in refused["error"], refused
         assert "'default' 2 (2 busy)" in refused["error"], refused
         assert "CONNECTION_TIMEOUT=1" in refused["error"], refused
+        reached = [
+            json.loads(line)
+            for line in capsys.readouterr().err.splitlines()
+            if '"max_connections_reached"' in line
+        ]
+        assert reached and reached[-1]["holders"] == {"default": 2}, reached
+        assert reached[-1]["connection_id"] == "other" and reached[-1]["max_connections"] == 2
         assert all(h["success"] for h in await asyncio.gather(*holders))
         # Once the holders are done, an idle connection of 'default' makes room at once.
         started = time.monotonic()

@@ -31,7 +31,12 @@ from typing import Any
 
 import asyncpg
 
+from pgmcp.logs import get_logger
+
 __all__ = ["ConnectionLimiter", "SlotWait", "watch"]
+
+
+log = get_logger("pgmcp.db")
 
 
 @dataclass
@@ -115,6 +120,13 @@ class ConnectionLimiter:
         state = _current.get()
         if state is not None:
             state.for_slot = True
+        if not self._waiting:  # once per episode, not once per waiting call
+            log.warning(
+                "max_connections_reached",
+                connection_id=connection_id,
+                max_connections=self.max_connections,
+                holders=self.holders(),
+            )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
         self._waiting_by_pool[connection_id] += 1
