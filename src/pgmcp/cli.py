@@ -5,7 +5,9 @@ Reads the settings (a bad value stops start-up with one line naming the
 variable), sets up JSON logs on stderr, opens the application and serves MCP
 over stdio or Streamable HTTP until stdin closes or SIGTERM/SIGINT arrives;
 then in-flight calls get ``SHUTDOWN_GRACE_SECONDS`` to finish, pools close and
-the embedded PostgreSQL stops.
+the embedded PostgreSQL stops. Over HTTP the port stays open while the calls
+finish: ``/readyz`` answers 503 (so a load balancer stops routing here), new
+tool calls are refused, ``/livez`` stays 200; then the server stops and exits 0.
 """
 
 from __future__ import annotations
@@ -198,6 +200,7 @@ async def _serve_http(app: Any, server: Any) -> None:
         lifespan="on",
     )
     http = _Uvicorn(config)
+    http.pgmcp_server = server
     await http.serve()
     if not http.started:
         raise _StartFailed(f"could not serve HTTP on {settings.mcp_server_host}:{settings.mcp_server_port}")
@@ -207,11 +210,19 @@ def _uvicorn_server_class() -> type[Any]:
     import uvicorn
 
     class Server(uvicorn.Server):
-        """uvicorn that stops gracefully on SIGTERM/SIGINT and then returns.
+        """uvicorn that drains on SIGTERM/SIGINT, stops and then returns.
 
-        Stock uvicorn re-raises the signal after its shutdown, which would kill
-        the process before pools close and the embedded PostgreSQL stops.
+        Stock uvicorn closes its port at once (a readiness probe could not see
+        the drain) and re-raises the signal after its shutdown, which would kill
+        the process before pools close and the embedded PostgreSQL stops. Here the
+        first signal starts the drain: the MCP server refuses new calls and
+        ``/readyz`` turns 503 while in-flight calls get SHUTDOWN_GRACE_SECONDS;
+        then uvicorn's own shutdown runs with what is left of the grace period.
+        A second signal stops at once (a third SIGINT forces the exit).
         """
+
+        pgmcp_server: Any = None
+        _drain: asyncio.Task[None] | None = None
 
         @contextlib.contextmanager
         def capture_signals(self) -> Any:
@@ -230,8 +241,35 @@ def _uvicorn_server_class() -> type[Any]:
         def _on_signal(self, sig: int) -> None:
             if self.should_exit and sig == signal.SIGINT:
                 self.force_exit = True
+            elif self._drain is None and self.pgmcp_server is not None:
+                self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit(sig))
             else:
                 self.should_exit = True
+
+        async def _drain_then_exit(self, sig: int) -> None:
+            from pgmcp.logs import get_logger
+
+            server = self.pgmcp_server
+            grace = float(self.config.timeout_graceful_shutdown or 0)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            server.draining = True
+            get_logger("pgmcp.cli").info(
+                "server_draining",
+                signal=signal.Signals(sig).name,
+                in_flight=server.in_flight,
+                grace_seconds=grace,
+            )
+            try:
+                await asyncio.wait_for(server.wait_idle(), timeout=grace)
+            except TimeoutError:
+                get_logger("pgmcp.cli").warning(
+                    "shutdown_grace_exceeded", in_flight=server.in_flight, grace_seconds=grace
+                )
+            # uvicorn's shutdown gets what is left of the grace period, then cancels what remains.
+            remaining = max(grace - (loop.time() - started), 0.05)
+            self.config.timeout_graceful_shutdown = cast(int, remaining)
+            self.should_exit = True
 
     return Server
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pgmcp.dsn import DsnError, parse_dsn
 from pgmcp.errors import InvalidInput, register_secret
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "SettingsError",
     "load_settings",
     "resolve_password",
+    "spec_fields_from_dsn",
     "resolve_secret_env",
 ]
 
@@ -52,6 +54,9 @@ class ConnectionSpec(BaseModel):
     ssl_key: str | None = None
     ssl_root_cert: str | None = None
     readonly: bool = False
+    # /readyz answers 503 while a required connection does not answer. The 'default'
+    # connection is required; MCP_CONFIG_FILE connections when they say `required = true`.
+    required: bool = False
     # SSH tunnel through a bastion host (db/tunnel.py); secrets only by the name of a variable.
     ssh_host: str | None = None
     ssh_port: int = Field(22, ge=1, le=65535)
@@ -78,6 +83,24 @@ class ConnectionSpec(BaseModel):
 
 
 _SSH_FIELDS = ("ssh_user", "ssh_key_env", "ssh_password_env", "ssh_known_hosts")
+
+
+def spec_fields_from_dsn(dsn: str) -> dict[str, Any]:
+    """The ConnectionSpec fields of a postgresql:// URI, with libpq's defaults for what it omits
+    (host localhost, port 5432, user postgres, database = the user). Its password is remembered
+    as a secret, so no output ever shows it.
+
+    Raises:
+        DsnError: the URI cannot be used (the message never shows the password).
+    """
+    fields = parse_dsn(dsn)
+    register_secret(fields.get("password"))
+    fields.setdefault("host", "localhost")
+    fields.setdefault("user", "postgres")
+    fields.setdefault("database", fields["user"])
+    if "password" in fields:
+        fields["password"] = SecretStr(fields["password"])
+    return fields
 
 
 class SettingsError(Exception):
@@ -130,7 +153,16 @@ class Settings(BaseSettings):
 
     # --- pools ------------------------------------------------------------
     default_pool_size: int = Field(10, ge=1, le=1000, description="Pool size of a new connection.")
-    max_connections: int = Field(20, ge=1, description="Upper bound on the sum of all pool sizes.")
+    max_connections: int = Field(
+        20,
+        ge=1,
+        description="Most connections open at once, all pools together (pools grow on demand to pool_size).",
+    )
+    pool_idle_timeout: float = Field(
+        300,
+        gt=0,
+        description="Seconds after which an idle pooled connection is closed (each pool keeps one warm).",
+    )
     connection_timeout: float = Field(
         30, gt=0, description="Seconds to open a connection or get one from a pool."
     )
@@ -185,7 +217,11 @@ class Settings(BaseSettings):
     max_result_bytes: int = Field(1048576, ge=1024, description="Cap on the JSON size of returned rows.")
     wrap_untrusted_data: bool = Field(True, description="Wrap database data in untrusted-data boundaries.")
 
-    # --- default connection (DB_*) -----------------------------------------
+    # --- default connection (DATABASE_URL or DB_*) -------------------------
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql:// URI of the 'default' connection (instead of DB_HOST, DB_PORT, ...).",
+    )
     db_host: str | None = Field(
         None, description="Host of the 'default' connection; unset = embedded PostgreSQL."
     )
@@ -292,14 +328,28 @@ class Settings(BaseSettings):
         for secret in (self.db_password, self.mcp_auth_token):
             if secret is not None:
                 register_secret(secret.get_secret_value())
+        if self.database_url is not None:
+            if self.db_host:
+                raise ValueError("database_url: give either DATABASE_URL or DB_HOST, not both")
+            try:
+                spec_fields_from_dsn(self.database_url.get_secret_value())
+            except DsnError as exc:
+                raise ValueError(f"database_url: {exc}") from None
         return self
 
     @property
     def embedded(self) -> bool:
-        """True when no DB_HOST is given: the embedded PostgreSQL serves 'default'."""
-        return not self.db_host
+        """True when neither DATABASE_URL nor DB_HOST is given: the embedded PostgreSQL serves 'default'."""
+        return not self.db_host and self.database_url is None
 
     def default_connection(self) -> ConnectionSpec | None:
+        tls = {"ssl_mode": self.db_ssl_mode, "ssl_cert": self.db_ssl_cert, "ssl_key": self.db_ssl_key}
+        tls["ssl_root_cert"] = self.db_ssl_root_cert
+        if self.database_url is not None:
+            fields = {**tls, **spec_fields_from_dsn(self.database_url.get_secret_value())}
+            return ConnectionSpec(
+                connection_id="default", pool_size=self.db_pool_size, required=True, **fields
+            )
         if not self.db_host:
             return None
         return ConnectionSpec(
@@ -310,20 +360,24 @@ class Settings(BaseSettings):
             user=self.db_user,
             password=self.db_password,
             pool_size=self.db_pool_size,
-            ssl_mode=self.db_ssl_mode,
-            ssl_cert=self.db_ssl_cert,
-            ssl_key=self.db_ssl_key,
-            ssl_root_cert=self.db_ssl_root_cert,
+            required=True,
+            **tls,
         )
 
 
 def _first_error_line(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "settings"
+    msg = err["msg"]
+    loc = ".".join(str(p) for p in err["loc"])
+    if not loc and msg.startswith("Value error, ") and ": " in msg:
+        # A check across settings (model validator) says which one: "Value error, name: message".
+        loc, _, msg = msg.removeprefix("Value error, ").partition(": ")
+    loc = loc or "settings"
     name = loc.upper() if "." not in loc else loc
     value = err.get("input")
-    shown = "" if name.endswith(("PASSWORD", "TOKEN")) or isinstance(value, dict) else f" (got {value!r})"
-    return f"Invalid setting {name}{shown}: {err['msg']}"
+    secret = name.endswith(("PASSWORD", "TOKEN", "URL"))
+    shown = "" if secret or isinstance(value, dict) else f" (got {value!r})"
+    return f"Invalid setting {name}{shown}: {msg}"
 
 
 def _load_config_file(path: Path) -> list[ConnectionSpec]:
@@ -345,6 +399,8 @@ def _load_config_file(path: Path) -> list[ConnectionSpec]:
                 f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] has a password; "
                 "use password_env (the name of an environment variable holding it)"
             )
+        if "dsn" in body:
+            body = _config_dsn(conn_id, body)
         for secret in ("ssh_key", "ssh_password"):
             if secret in body:
                 raise SettingsError(
@@ -364,6 +420,27 @@ def _load_config_file(path: Path) -> list[ConnectionSpec]:
             if name:
                 register_secret(os.environ.get(name))
     return specs
+
+
+def _config_dsn(conn_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A config-file connection given by ``dsn``: its parts, beside the table's other keys."""
+    where = f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}]"
+    rest = {k: v for k, v in body.items() if k != "dsn"}
+    dsn = body["dsn"]
+    if not isinstance(dsn, str):
+        raise SettingsError(f"{where} dsn: must be a postgresql:// URI string")
+    try:
+        fields = spec_fields_from_dsn(dsn)
+    except DsnError as exc:
+        raise SettingsError(f"{where} dsn: {exc}") from None
+    if "password" in fields:
+        raise SettingsError(
+            f"{where} dsn has a password; use password_env (the name of a variable holding it)"
+        )
+    given = sorted(set(fields) & set(rest) & {"host", "port", "database", "user"})
+    if given:
+        raise SettingsError(f"{where} gives {', '.join(given)} both in dsn and as keys; give them once")
+    return {**fields, **rest}
 
 
 def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Settings:

@@ -362,14 +362,15 @@ def _k8s(kind: str) -> list[dict[str, Any]]:
     return docs
 
 
-def test_k8s_deployment_has_three_replicas_and_health_probes() -> None:
+def test_k8s_deployment_has_three_replicas_and_liveness_readiness_probes() -> None:
     (deployment,) = _k8s("Deployment")
     spec = deployment["spec"]
     assert spec["replicas"] == 3
     assert spec["strategy"]["type"] == "RollingUpdate"
     (container,) = spec["template"]["spec"]["containers"]
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/health", "port": 3000}
+    # A database outage takes pods out of the Service (readiness), it restarts none (liveness).
+    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": 3000}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 3000}
     assert container["livenessProbe"]["initialDelaySeconds"] == 30
     assert container["readinessProbe"]["initialDelaySeconds"] == 5
     assert container["resources"] == {

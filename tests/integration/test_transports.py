@@ -65,8 +65,9 @@ EXPECTED: dict[str, tuple[set[str], set[str], tuple[bool, bool, bool]]] = {
             "ssh_key_env",
             "ssh_password_env",
             "ssh_known_hosts",
+            "dsn",
         },
-        {"connection_id", "host", "database", "user"},
+        {"connection_id"},  # host, database and user, or a dsn
         (False, False, False),
     ),
     "remove_connection": ({"connection_id"}, {"connection_id"}, (False, True, False)),

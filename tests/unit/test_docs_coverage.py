@@ -194,6 +194,8 @@ def test_the_http_endpoints_and_commands_are_documented(path: Path) -> None:
     text = read(path)
     for needle in (
         "/health",
+        "/livez",
+        "/readyz",
         "/metrics",
         "/connections",
         "/mcp",

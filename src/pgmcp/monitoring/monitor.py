@@ -40,7 +40,7 @@ RESERVOIR_SIZE = 10_000
 #: How many recent blocked statements the console lists (they are not in the query history).
 BLOCKED_HISTORY_SIZE = 200
 
-#: ``() -> {connection_id: {"size", "idle_connections", "active_connections"}}``
+#: ``() -> {connection_id: {"size", "open", "idle_connections", "active_connections", "waiting"}}``
 PoolSource = Callable[[], Mapping[str, Mapping[str, int]]]
 
 
