@@ -26,9 +26,12 @@ from pydantic import BaseModel, ValidationError
 from pgmcp import models
 from pgmcp.app import AppContext
 from pgmcp.auth import ANONYMOUS, CallInfo, Principal, current_call, current_principal
+from pgmcp.confirm import Sealer, current_asker
+from pgmcp.elicit import ClientAsker, ClientProgress, InputNeeded, progress_token
 from pgmcp.errors import ConnectionFailed, DatabaseError, InvalidInput, PgMcpError, error_payload
 from pgmcp.fastpath import ToolCallFastPath
 from pgmcp.logs import get_logger
+from pgmcp.progress import current_progress
 from pgmcp.prompts import register_prompts
 from pgmcp.stdio import AnswerBadLines, open_stdio_pipes
 from pgmcp.tools.connections import ConnectionTools
@@ -148,6 +151,8 @@ class PgMcpServer(MCPServer[Any]):
         super().__init__(*args, **kwargs)
         # Tools registered through register_tool: their results are ours to put on the wire (fastpath.py).
         self.fast_tools: set[str] = set()
+        # CONFIRM_WRITES: the state handed to 2026-07-28 clients between rounds (confirm.py).
+        self.sealer = Sealer()
 
     _header_free: dict[str, tuple[Any, bool]] | None = None
 
@@ -273,20 +278,28 @@ def register_tool(
     wrap = untrusted and app.settings.wrap_untrusted_data
     monitor = app.monitor
     audit = app.audit
+    confirming = app.settings.confirm_writes != "never"
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> CallToolResult:
         started = time.perf_counter()
         status = "success"
         payload: dict[str, Any] | None = None
-        principal = _principal(kwargs.pop(_CTX_PARAM, None))
+        ctx = kwargs.pop(_CTX_PARAM, None)
+        principal = _principal(ctx)
         call = CallInfo(tool=tool_name, principal=principal, connection_id=kwargs.get("connection_id"))
         principal_token = current_principal.set(principal)
         call_token = current_call.set(call)
+        asker_token = current_asker.set(ClientAsker(ctx, server.sealer)) if confirming else None
+        reporting = progress_token(ctx) is not None
+        progress_token_ = current_progress.set(ClientProgress(ctx)) if reporting else None
         try:
             payload = await fn(*args, **kwargs)
             payload.setdefault("success", True)
             return tool_result(payload, untrusted=wrap)
+        except InputNeeded as needed:  # 2026-07-28: the client asks the person, then calls again
+            status = "input_required"
+            return needed.result  # type: ignore[return-value]
         except PgMcpError as failure:
             status = failure.error_type
             return tool_result(error_payload(failure), is_error=True)
@@ -299,6 +312,10 @@ def register_tool(
             status = "cancelled"  # the client gave up (or the server is stopping): not a success
             raise
         finally:
+            if progress_token_ is not None:
+                current_progress.reset(progress_token_)
+            if asker_token is not None:
+                current_asker.reset(asker_token)
             current_call.reset(call_token)
             current_principal.reset(principal_token)
             duration_ms = (time.perf_counter() - started) * 1000
@@ -331,7 +348,10 @@ def register_tool(
     )
     if not validate_output:
         _advertise_without_validating(server, tool_name)
-    server.fast_tools.add(tool_name)
+    # With CONFIRM_WRITES on, a write may have to ask the person through the session,
+    # which the fast paths do not have: only read-only tools take them.
+    if not confirming or (annotations is not None and annotations.read_only_hint):
+        server.fast_tools.add(tool_name)
 
 
 _CTX_PARAM = "pgmcp_context"

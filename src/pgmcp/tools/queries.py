@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Coroutine, Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
 from pgmcp.app import AppContext
+from pgmcp.confirm import confirm_batch, confirm_transaction
 from pgmcp.errors import InvalidInput
+from pgmcp.progress import Progress, current_progress
 from pgmcp.tools import ConnectionId, Params, ParamValue
 
 Sql = Annotated[str, Field(min_length=1, description="One SQL statement; use $1, $2 … for values.")]
@@ -38,7 +42,9 @@ class QueryTools:
 
         At most fetch_size rows come back; truncated=true says more exist (page with
         WHERE key > last_key ORDER BY key LIMIT n)."""
-        result = await self.app.executor.query(connection_id, query, params or (), fetch_size=fetch_size)
+        running = self.app.executor.query(connection_id, query, params or (), fetch_size=fetch_size)
+        progress = current_progress.get()
+        result = await (running if progress is None else _reporting_elapsed(running, progress, self.app))
         payload: dict[str, Any] = {
             "success": True,
             "columns": result.columns,
@@ -72,6 +78,7 @@ class QueryTools:
             if not isinstance(query, str) or not query.strip():
                 raise InvalidInput(f"queries[{i}].query must be a non-empty SQL string")
             items.append((query, params or ()))
+        await confirm_transaction(self.app.executor, connection_id, items)
         result = await self.app.executor.transaction(connection_id, items)
         payload: dict[str, Any] = {
             "success": True,
@@ -92,7 +99,10 @@ class QueryTools:
         ],
     ) -> dict[str, Any]:
         """Run one statement once per parameter list, pipelined in one transaction (all or nothing)."""
-        result = await self.app.executor.batch(connection_id, query, params_list)
+        await confirm_batch(self.app.executor, connection_id, query, params_list)
+        progress = current_progress.get()
+        chunks = None if progress is None else (lambda done, total: progress(done, total, None))
+        result = await self.app.executor.batch(connection_id, query, params_list, progress=chunks)
         payload: dict[str, Any] = {
             "success": True,
             "rows_affected": result.rows_affected,
@@ -103,3 +113,20 @@ class QueryTools:
         if result.warnings:
             payload["warnings"] = result.warnings
         return payload
+
+
+async def _reporting_elapsed(running: Coroutine[Any, Any, Any], progress: Progress, app: AppContext) -> Any:
+    """Await ``running``, reporting the seconds elapsed every PROGRESS_INTERVAL (no total: it is unknown)."""
+    interval = app.settings.progress_interval
+    started = time.monotonic()
+    task = asyncio.ensure_future(running)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=interval)
+            if done:
+                return task.result()
+            elapsed = round(time.monotonic() - started, 1)
+            await progress(elapsed, None, f"running for {elapsed:g} s")
+    finally:
+        if not task.done():
+            task.cancel()
