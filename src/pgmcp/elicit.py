@@ -26,7 +26,7 @@ from mcp_types.version import is_version_at_least
 from pgmcp.confirm import Answer, Plan, Sealer, cannot_ask
 from pgmcp.errors import ConfirmationRequired
 
-__all__ = ["ClientAsker", "ClientProgress", "InputNeeded", "progress_token"]
+__all__ = ["ClientAsker", "ClientProgress", "InputNeeded", "wants_progress"]
 
 _INPUT_REQUIRED_VERSION = "2026-07-28"
 _KEY = "confirm"
@@ -115,11 +115,25 @@ class ClientProgress:
         await self._ctx.report_progress(progress, total, message)
 
 
-def progress_token(ctx: Context[Any, Any] | None) -> str | int | None:
-    """The call's progressToken, or None (then nothing is reported)."""
+def wants_progress(ctx: Context[Any, Any] | None) -> bool:
+    """Whether the call asked for progress (a progressToken; in-process, a progress callback).
+
+    Asked before any work, so that a call without one pays nothing (no chunking, no timer).
+    """
     request_context = getattr(ctx, "_request_context", None) if ctx is not None else None
+    if request_context is None:
+        return False
     meta = getattr(request_context, "meta", None)
-    if not isinstance(meta, dict):
-        return None
-    token = meta.get("progress_token", meta.get("progressToken"))
-    return token if isinstance(token, str | int) and not isinstance(token, bool) else None
+    if isinstance(meta, dict) and _token(meta.get("progress_token", meta.get("progressToken"))):
+        return True
+    # The dispatch context holds what the transport parsed: the wire token, or the in-process callback.
+    outbound = getattr(request_context.session, "_request_outbound", None)
+    outbound = getattr(outbound, "_inner", outbound)  # the SDK's wrapper for requests that cannot call back
+    return any(
+        getattr(outbound, name, None) is not None and _token(getattr(outbound, name))
+        for name in ("_progress_token", "progress_token", "_on_progress")
+    )
+
+
+def _token(value: Any) -> bool:
+    return value is not None and not isinstance(value, bool)

@@ -27,7 +27,7 @@ from pgmcp import models
 from pgmcp.app import AppContext
 from pgmcp.auth import ANONYMOUS, CallInfo, Principal, current_call, current_principal
 from pgmcp.confirm import Sealer, current_asker
-from pgmcp.elicit import ClientAsker, ClientProgress, InputNeeded, progress_token
+from pgmcp.elicit import ClientAsker, ClientProgress, InputNeeded, wants_progress
 from pgmcp.errors import ConnectionFailed, DatabaseError, InvalidInput, PgMcpError, error_payload
 from pgmcp.fastpath import ToolCallFastPath
 from pgmcp.logs import get_logger
@@ -291,8 +291,7 @@ def register_tool(
         principal_token = current_principal.set(principal)
         call_token = current_call.set(call)
         asker_token = current_asker.set(ClientAsker(ctx, server.sealer)) if confirming else None
-        reporting = progress_token(ctx) is not None
-        progress_token_ = current_progress.set(ClientProgress(ctx)) if reporting else None
+        progress_token_ = current_progress.set(ClientProgress(ctx)) if wants_progress(ctx) else None
         try:
             payload = await fn(*args, **kwargs)
             payload.setdefault("success", True)
