@@ -19,20 +19,30 @@ from typing import Any, cast
 
 import orjson
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import INVALID_PARAMS
 from pydantic import BaseModel, ValidationError
 
 from pgmcp import models
 from pgmcp.app import AppContext
 from pgmcp.auth import ANONYMOUS, CallInfo, Principal, current_call, current_principal
+from pgmcp.completions import Completer
 from pgmcp.confirm import Sealer, current_asker
 from pgmcp.elicit import ClientAsker, ClientProgress, InputNeeded, wants_progress
-from pgmcp.errors import ConnectionFailed, DatabaseError, InvalidInput, PgMcpError, error_payload
+from pgmcp.errors import (
+    ConnectionFailed,
+    ConnectionNotFound,
+    DatabaseError,
+    InvalidInput,
+    PgMcpError,
+    error_payload,
+)
 from pgmcp.fastpath import ToolCallFastPath
 from pgmcp.logs import get_logger
 from pgmcp.progress import current_progress
-from pgmcp.prompts import register_prompts
+from pgmcp.prompts import register_completions, register_prompts
 from pgmcp.stdio import AnswerBadLines, open_stdio_pipes
 from pgmcp.tools.connections import ConnectionTools
 from pgmcp.tools.explain import ExplainTools
@@ -219,6 +229,17 @@ class PgMcpServer(MCPServer[Any]):
             self._tools_cache = (len(tools), compact)
         return self._tools_cache[1]
 
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Any = None
+    ) -> Any:
+        """The SDK's, with an unknown prompt or bad arguments answered -32602 (it answers code 0)."""
+        if self._prompt_manager.get_prompt(name) is None:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}. Call prompts/list.")
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:
+            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
+
     # Graceful shutdown (cli.py): once draining, new calls are refused; in_flight counts the rest.
     draining: bool = False
     in_flight: int = 0
@@ -243,7 +264,15 @@ class PgMcpServer(MCPServer[Any]):
             if isinstance(cause, ValidationError):
                 err = InvalidInput(f"Invalid arguments for {name}: {_field_errors(cause)}")
             elif str(exc).startswith("Unknown tool"):
-                err = InvalidInput(f"Unknown tool: {name}. Call tools/list for the available tools.")
+                # A protocol error (-32602), as the spec says: there is no such tool to give a result.
+                if self.app_context is not None:
+                    self.app_context.monitor.record_tool_call(
+                        tool=name, status="invalid_input", duration_ms=0.0
+                    )
+                raise MCPError(
+                    code=INVALID_PARAMS,
+                    message=f"Unknown tool: {name}. Call tools/list for the available tools.",
+                ) from None
             else:
                 raise
             if self.app_context is not None:
@@ -455,6 +484,7 @@ def build_server(app: AppContext) -> PgMcpServer:
 
     register_resources(server, app, schema)
     register_prompts(server)
+    register_completions(server, Completer(app))
     # Last: plugins see every built-in tool, and a broken one stops start-up before serving.
     from pgmcp.extension import load_plugins
 
@@ -472,10 +502,17 @@ def register_resources(server: PgMcpServer, app: AppContext, schema: SchemaTools
         mime_type="application/json",
     )
     async def table_schema(connection_id: str, schema_name: str, table: str) -> str:
+        # A table or connection that does not exist is a JSON-RPC error, not a body saying so.
         try:
             payload = await schema.get_table_schema(connection_id, table, schema_name)
+        except ConnectionNotFound as err:
+            raise ResourceNotFoundError(str(err)) from None
+        except DatabaseError as err:
+            if err.sqlstate == "42P01":
+                raise ResourceNotFoundError(str(err)) from None
+            raise ResourceError(str(err)) from None
         except PgMcpError as err:
-            payload = error_payload(err)
+            raise ResourceError(str(err)) from None
         return _dumps(payload)
 
     @server.resource(
