@@ -41,6 +41,7 @@ from pgmcp.errors import (
 )
 from pgmcp.fastpath import ToolCallFastPath
 from pgmcp.logs import get_logger
+from pgmcp.models.search import SearchObjectsResult
 from pgmcp.progress import current_progress
 from pgmcp.prompts import register_completions, register_prompts
 from pgmcp.stdio import AnswerBadLines, open_stdio_pipes
@@ -49,6 +50,7 @@ from pgmcp.tools.explain import ExplainTools
 from pgmcp.tools.observability import ObservabilityTools
 from pgmcp.tools.queries import QueryTools
 from pgmcp.tools.schema import SchemaTools
+from pgmcp.tools.search import SearchTools
 
 __all__ = ["TOOL_GROUPS", "PgMcpServer", "build_server", "tool_result"]
 
@@ -74,6 +76,7 @@ TOOL_GROUPS: dict[str, tuple[str, ...]] = {
         "list_schemas",
         "list_tables",
         "get_table_schema",
+        "search_objects",
         "explain_query",
         "list_connections",
         "test_connection",
@@ -450,6 +453,7 @@ def build_server(app: AppContext) -> PgMcpServer:
     queries = QueryTools(app)
     schema = SchemaTools(app)
     explain = ExplainTools(app)
+    search = SearchTools(app, schema)
     observe = ObservabilityTools(app)
 
     specs: list[tuple[ToolFn, ToolAnnotations, type[BaseModel], bool]] = [
@@ -463,6 +467,7 @@ def build_server(app: AppContext) -> PgMcpServer:
         (schema.list_schemas, READ, models.ListSchemasResult, True),
         (schema.list_tables, READ, models.ListTablesResult, True),
         (schema.get_table_schema, READ, models.TableSchemaResult, True),
+        (search.search_objects, READ, SearchObjectsResult, True),
         (explain.explain_query, READ, models.ExplainResult, True),
         (observe.health_check, READ, models.HealthResult, False),
         (observe.get_metrics, READ, models.MetricsResult, False),

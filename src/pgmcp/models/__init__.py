@@ -125,6 +125,7 @@ class TableInfo(BaseModel):
 
 class ListTablesResult(_Result):
     tables: Objects
+    truncated: bool = False
 
 
 class ColumnInfo(BaseModel):
