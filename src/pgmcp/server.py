@@ -140,18 +140,88 @@ def _field_errors(exc: ValidationError) -> str:
 
 def compact_schema(schema: Any) -> Any:
     """Drop what JSON Schema implies anyway (titles, ``additionalProperties: true``,
-    ``default: null``), so that tools/list stays small in the model's context."""
+    ``default: null``) and say ``T | None`` as ``"type": [T, "null"]`` rather than an
+    ``anyOf``, so that tools/list stays small in the model's context."""
     if isinstance(schema, dict):
-        return {
+        compact = {
             k: compact_schema(v)
             for k, v in schema.items()
             if not (k == "title" and isinstance(v, str))
             and not (k == "additionalProperties" and v is True)
             and not (k == "default" and v is None)
         }
+        return _type_list(compact)
     if isinstance(schema, list):
         return [compact_schema(v) for v in schema]
     return schema
+
+
+def outline_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """An output schema as its top-level fields and their types, ``success`` required.
+
+    What a result holds in detail is in the tool's documentation; in tools/list, on every
+    turn of a model's context, nested objects are ``{"type": "object"}`` and lists
+    ``{"type": "array"}`` (as lists of rows already are, see :mod:`pgmcp.models`).
+    A result that matches the full model matches its outline.
+    """
+    properties: dict[str, Any] = {}
+    for name, field in (schema.get("properties") or {}).items():
+        properties[name] = _outline_field(field)
+    required = [n for n in schema.get("required") or () if n == "success"]
+    outline: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        outline["required"] = required
+    return outline
+
+
+def _outline_field(field: Any) -> Any:
+    if not isinstance(field, dict):
+        return field
+    branches = field.get("anyOf")
+    if isinstance(branches, list):
+        types = [t for b in branches for t in _outline_types(b)]
+        return {"type": list(dict.fromkeys(types))}
+    types = _outline_types(field)
+    return {"type": types[0] if len(types) == 1 else types}
+
+
+def _outline_types(field: Any) -> list[str]:
+    """The JSON types ``field`` allows (an object for a reference), or every type when it says none."""
+    if not isinstance(field, dict):
+        return ["string", "number", "boolean", "null", "array", "object"]
+    if "$ref" in field or "properties" in field:
+        return ["object"]
+    kind = field.get("type")
+    if isinstance(kind, str):
+        return [kind]
+    if isinstance(kind, list):
+        return [str(k) for k in kind]
+    if "anyOf" in field:
+        return [t for b in field["anyOf"] for t in _outline_types(b)]
+    return ["string", "number", "boolean", "null", "array", "object"]
+
+
+# Keywords that only constrain values of their own type: merging branches of an anyOf that
+# carry them into one ``"type": [...]`` keeps the meaning.
+_TYPED_KEYWORDS = frozenset({"minimum", "maximum", "minLength", "maxLength", "pattern", "format", "minItems"})
+
+
+def _type_list(schema: dict[str, Any]) -> dict[str, Any]:
+    branches = schema.get("anyOf")
+    if not isinstance(branches, list) or not all(
+        isinstance(b, dict) and isinstance(b.get("type"), str) and set(b) <= {"type"} | _TYPED_KEYWORDS
+        for b in branches
+    ):
+        return schema
+    types = [b["type"] for b in branches]
+    extras = [{k: v for k, v in b.items() if k != "type"} for b in branches]
+    if len(set(types)) != len(types) or sum(1 for e in extras if e) > 1 or "type" in schema:
+        return schema
+    merged = {k: v for k, v in schema.items() if k != "anyOf"}
+    merged["type"] = types
+    for extra in extras:
+        merged.update(extra)
+    return merged
 
 
 class PgMcpServer(MCPServer[Any]):
@@ -224,7 +294,9 @@ class PgMcpServer(MCPServer[Any]):
                 t.model_copy(
                     update={
                         "input_schema": compact_schema(t.input_schema),
-                        "output_schema": compact_schema(t.output_schema) if t.output_schema else None,
+                        "output_schema": outline_schema(compact_schema(t.output_schema))
+                        if t.output_schema
+                        else None,
                     }
                 )
                 for t in tools

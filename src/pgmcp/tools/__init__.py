@@ -8,32 +8,22 @@ from typing import Annotated, Any
 
 from pydantic import Field, WithJsonSchema
 
-# Array elements are any JSON (2-D arrays, NULLs, jsonb arrays of objects): convert_params checks
-# them against the type PostgreSQL infers for the parameter. The schema still names the JSON
-# types, so strict clients (MCP Inspector --strict) see a declared contract, not a bare `{}`.
-JsonArray = Annotated[
-    list[Any],
-    WithJsonSchema(
-        {
-            "type": "array",
-            "items": {
-                "anyOf": [{"type": t} for t in ("string", "number", "boolean", "null", "array", "object")]
-            },
-        }
-    ),
+# A parameter is any JSON value (2-D arrays, NULLs, jsonb arrays of objects): convert_params checks
+# it against the type PostgreSQL infers for the parameter. The schema still names the JSON
+# types, so strict clients (MCP Inspector --strict) see a declared contract, not a bare `{}`;
+# one type list, not an anyOf per type, keeps tools/list small.
+ParamValue = Annotated[
+    Any, WithJsonSchema({"type": ["string", "number", "boolean", "null", "array", "object"]})
 ]
-ParamValue = str | int | float | bool | JsonArray | dict[str, Any] | None
 
 ConnectionId = Annotated[
     str,
-    Field(
-        min_length=1, max_length=128, description="Name of a registered connection (see list_connections)."
-    ),
+    Field(min_length=1, max_length=128, description="A connection name from list_connections."),
 ]
 Params = Annotated[
     list[ParamValue],
     Field(
-        description="Values for $1, $2, … as JSON, converted to the types PostgreSQL infers "
-        "(e.g. '2024-01-01' for timestamptz, objects for jsonb).",
+        description="Values for $1, $2 … as JSON, converted to the inferred types "
+        "('2024-01-01' for a date, an object for jsonb).",
     ),
 ]

@@ -38,10 +38,8 @@ class QueryTools:
             int | None, Field(ge=1, description="Most rows to return (default DEFAULT_FETCH_SIZE).")
         ] = None,
     ) -> dict[str, Any]:
-        """Run one read-only statement in a READ ONLY transaction and return its rows.
-
-        At most fetch_size rows come back; truncated=true says more exist (page with
-        WHERE key > last_key ORDER BY key LIMIT n)."""
+        """Run one read-only statement and return its rows: at most fetch_size; truncated=true
+        says more exist (page with WHERE key > last_key ORDER BY key LIMIT n)."""
         running = self.app.executor.query(connection_id, query, params or (), fetch_size=fetch_size)
         progress = current_progress.get()
         result = await (running if progress is None else _reporting_elapsed(running, progress, self.app))

@@ -19,6 +19,8 @@ from pgmcp.tools.schema import SchemaTools
 Kind = Literal["schema", "table", "view", "column", "function", "index"]
 KINDS: tuple[Kind, ...] = ("schema", "table", "view", "column", "function", "index")
 Detail = Literal["names", "summary", "full"]
+Kinds = Annotated[list[Kind], Field(min_length=1, description="Object kinds to search.")]
+ALL_KINDS: list[Kind] = list(KINDS)  # the default (pydantic copies it per call)
 
 MAX_LIMIT = 1000
 FULL_LIMIT = 20  # detail="full" describes each table as get_table_schema does: a catalog round each
@@ -110,9 +112,7 @@ class SearchTools:
                 description="Case-insensitive substring, or a LIKE pattern with % and _.",
             ),
         ],
-        kinds: Annotated[list[Kind], Field(min_length=1, description="Object kinds to search.")] = list(
-            KINDS
-        ),  # noqa: B006
+        kinds: Kinds = ALL_KINDS,
         schema: Annotated[str | None, Field(description="Only this schema.")] = None,
         detail: Annotated[
             Detail,
