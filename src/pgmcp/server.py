@@ -140,8 +140,10 @@ def _field_errors(exc: ValidationError) -> str:
 
 def compact_schema(schema: Any) -> Any:
     """Drop what JSON Schema implies anyway (titles, ``additionalProperties: true``,
-    ``default: null``) and say ``T | None`` as ``"type": [T, "null"]`` rather than an
-    ``anyOf``, so that tools/list stays small in the model's context."""
+    ``default: null``), so that tools/list stays small in the model's context.
+
+    (``T | None`` stays an ``anyOf`` of single types: a ``"type"`` list is shorter, but
+    less portable, and the Inspector's ``--strict`` flags it.)"""
     if isinstance(schema, dict):
         compact = {
             k: compact_schema(v)
@@ -150,14 +152,41 @@ def compact_schema(schema: Any) -> Any:
             and not (k == "additionalProperties" and v is True)
             and not (k == "default" and v is None)
         }
-        return _type_list(compact)
+        return compact
     if isinstance(schema, list):
         return [compact_schema(v) for v in schema]
     return schema
 
 
+def optional_not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional argument whose default is null advertised as its type alone.
+
+    ``x: T | None = None`` accepts null, but a caller says "none" by leaving it out; the
+    ``anyOf`` with ``null`` only costs room in the model's context. Validation is the
+    server's, against the full signature, so null is still accepted.
+    """
+    required = set(schema.get("required") or ())
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return schema
+    slim: dict[str, Any] = {}
+    for name, field in properties.items():
+        branches = field.get("anyOf") if isinstance(field, dict) else None
+        if (
+            name not in required
+            and "default" not in field
+            and isinstance(branches, list)
+            and len(branches) == 2
+        ):
+            kept = [b for b in branches if b != {"type": "null"}]
+            if len(kept) == 1 and isinstance(kept[0], dict):
+                field = {**{k: v for k, v in field.items() if k != "anyOf"}, **kept[0]}
+        slim[name] = field
+    return {**schema, "properties": slim}
+
+
 def outline_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """An output schema as its top-level fields and their types, ``success`` required.
+    """An output schema as its top-level fields, their types and which are required.
 
     What a result holds in detail is in the tool's documentation; in tools/list, on every
     turn of a model's context, nested objects are ``{"type": "object"}`` and lists
@@ -167,22 +196,17 @@ def outline_schema(schema: dict[str, Any]) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for name, field in (schema.get("properties") or {}).items():
         properties[name] = _outline_field(field)
-    required = [n for n in schema.get("required") or () if n == "success"]
     outline: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        outline["required"] = required
+    if schema.get("required"):
+        outline["required"] = schema["required"]
     return outline
 
 
 def _outline_field(field: Any) -> Any:
     if not isinstance(field, dict):
         return field
-    branches = field.get("anyOf")
-    if isinstance(branches, list):
-        types = [t for b in branches for t in _outline_types(b)]
-        return {"type": list(dict.fromkeys(types))}
-    types = _outline_types(field)
-    return {"type": types[0] if len(types) == 1 else types}
+    types = list(dict.fromkeys(_outline_types(field)))
+    return {"type": types[0]} if len(types) == 1 else {"anyOf": [{"type": t} for t in types]}
 
 
 def _outline_types(field: Any) -> list[str]:
@@ -199,29 +223,6 @@ def _outline_types(field: Any) -> list[str]:
     if "anyOf" in field:
         return [t for b in field["anyOf"] for t in _outline_types(b)]
     return ["string", "number", "boolean", "null", "array", "object"]
-
-
-# Keywords that only constrain values of their own type: merging branches of an anyOf that
-# carry them into one ``"type": [...]`` keeps the meaning.
-_TYPED_KEYWORDS = frozenset({"minimum", "maximum", "minLength", "maxLength", "pattern", "format", "minItems"})
-
-
-def _type_list(schema: dict[str, Any]) -> dict[str, Any]:
-    branches = schema.get("anyOf")
-    if not isinstance(branches, list) or not all(
-        isinstance(b, dict) and isinstance(b.get("type"), str) and set(b) <= {"type"} | _TYPED_KEYWORDS
-        for b in branches
-    ):
-        return schema
-    types = [b["type"] for b in branches]
-    extras = [{k: v for k, v in b.items() if k != "type"} for b in branches]
-    if len(set(types)) != len(types) or sum(1 for e in extras if e) > 1 or "type" in schema:
-        return schema
-    merged = {k: v for k, v in schema.items() if k != "anyOf"}
-    merged["type"] = types
-    for extra in extras:
-        merged.update(extra)
-    return merged
 
 
 class PgMcpServer(MCPServer[Any]):
@@ -293,7 +294,7 @@ class PgMcpServer(MCPServer[Any]):
             compact = [
                 t.model_copy(
                     update={
-                        "input_schema": compact_schema(t.input_schema),
+                        "input_schema": optional_not_null(compact_schema(t.input_schema)),
                         "output_schema": outline_schema(compact_schema(t.output_schema))
                         if t.output_schema
                         else None,

@@ -8,12 +8,15 @@ from typing import Annotated, Any
 
 from pydantic import Field, WithJsonSchema
 
-# A parameter is any JSON value (2-D arrays, NULLs, jsonb arrays of objects): convert_params checks
-# it against the type PostgreSQL infers for the parameter. The schema still names the JSON
-# types, so strict clients (MCP Inspector --strict) see a declared contract, not a bare `{}`;
-# one type list, not an anyOf per type, keeps tools/list small.
+# Array elements are any JSON (2-D arrays, NULLs, jsonb arrays of objects): convert_params checks
+# them against the type PostgreSQL infers for the parameter. The schema still names the JSON
+# types, so strict clients (MCP Inspector --strict) see a declared contract, not a bare `{}`.
+# One anyOf of single JSON types (a "type" list is shorter but less portable); integers are numbers.
 ParamValue = Annotated[
-    Any, WithJsonSchema({"type": ["string", "number", "boolean", "null", "array", "object"]})
+    Any,
+    WithJsonSchema(
+        {"anyOf": [{"type": t} for t in ("string", "number", "boolean", "null", "array", "object")]}
+    ),
 ]
 
 ConnectionId = Annotated[

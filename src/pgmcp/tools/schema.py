@@ -144,7 +144,7 @@ class SchemaTools:
         table_name: Annotated[str, Field(min_length=1, description="Table or view name.")],
         schema: SchemaName = "public",
     ) -> dict[str, Any]:
-        """Describe a table: columns (type, nullable, default, comment), primary key, indexes, foreign keys."""
+        """A table's columns (type, nullable, default, comment), primary key, indexes, foreign keys."""
         found, columns, primary_key, indexes, foreign_keys = await self.app.executor.catalog(
             connection_id,
             [

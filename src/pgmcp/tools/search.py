@@ -117,13 +117,13 @@ class SearchTools:
         detail: Annotated[
             Detail,
             Field(
-                description="names: kind/schema/name/table; summary: plus type, row estimate, "
-                "column count, comment; full: tables as get_table_schema (at most 20)."
+                description="names; summary: + type, row estimate, column count, comment; "
+                "full: tables as get_table_schema (≤ 20)."
             ),
         ] = "names",
         limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description="Most objects.")] = 50,
     ) -> dict[str, Any]:
-        """Find database objects by name on large schemas (instead of listing everything)."""
+        """Find schemas, tables, views, columns, functions, indexes by name (large schemas)."""
         wanted = [k for k in KINDS if k in set(kinds)]
         if not wanted:
             raise InvalidInput(f"kinds must name at least one of {', '.join(KINDS)}")
