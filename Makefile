@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run run-stdio test test-unit test-integration test-embedded check check-deployment lint typecheck bench bench-peers clean
+.PHONY: install run run-stdio test test-unit test-integration test-embedded check check-deployment lint typecheck bench bench-peers clients clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -55,6 +55,11 @@ typecheck: install
 
 bench: install
 	$(PY) benchmarks/run.py
+
+## The third-party MCP clients the tests run (tests/clients: the conformance suite, the TypeScript
+## SDK, Node 22 from npm); tests/integration/test_third_party_clients.py runs npm ci itself when needed.
+clients:
+	cd tests/clients && npm ci --no-fund --no-audit --loglevel=error
 
 ## pgmcp beside the node peers (npm packages in benchmarks/peers; needs Node.js and npm).
 bench-peers: install
