@@ -7,21 +7,24 @@ and calls again with the answer and the sealed state).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import types
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp_types import ElicitResult, InputRequiredResult
 
 from pgmcp.app import open_app
 from pgmcp.server import build_server
 from tests.conftest import PgServer
 from tests.integration.harness import call_err, call_ok, payload, settings_for
+from tests.integration.proc import PGMCP, pgmcp_env, serve_http
 
 MODES = ["legacy", "2026-07-28"]
 
@@ -238,3 +241,71 @@ async def test_a_plugins_writes_are_confirmed_too(
     async with serving(db, mode, Person("accept"), mcp_plugins=PLUGIN) as client:
         assert (await call_ok(client, "wipe_accounts", connection_id="default"))["deleted"] == 10
     assert await rows(db) == []
+
+
+# --- over the real transports: the fast paths step aside for writes that may need the person ---------
+
+
+def _transport_client(target: Any, mode: str, person: Person | None) -> Client:
+    return Client(target, mode=mode, elicitation_callback=person)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("transport", "mode", "stateless"),
+    [
+        ("stdio", "legacy", False),
+        ("http", "legacy", False),
+        ("http", "2026-07-28", False),
+        ("http", "2026-07-28", True),
+    ],
+)
+async def test_confirmation_over_stdio_and_http(
+    db: PgServer, tmp_path: Path, transport: str, mode: str, stateless: bool
+) -> None:
+    settings = {"CONFIRM_WRITES": "destructive", "DB_POOL_SIZE": "2"}
+    if stateless:
+        settings["MCP_STATELESS"] = "true"
+    env = pgmcp_env(db, **settings)
+    declined, accepted = Person("decline"), Person("accept")
+    with contextlib.ExitStack() as stack:
+        if transport == "stdio":
+            target: Any = StdioServerParameters(
+                command=PGMCP, args=["serve", "--transport", "stdio"], env=env
+            )
+        else:
+            target = stack.enter_context(serve_http(env, tmp_path)).mcp_url
+        async with _transport_client(target, mode, declined) as client:
+            await call_err(
+                client, "execute_transaction", "declined", connection_id="default", queries=[UPDATE]
+            )
+        assert await rows(db) == [(i, 100) for i in range(1, 11)]
+        async with _transport_client(target, mode, accepted) as client:
+            await call_ok(client, "execute_transaction", connection_id="default", queries=[UPDATE])
+        async with _transport_client(target, mode, None) as client:
+            await call_err(
+                client,
+                "execute_transaction",
+                "confirmation_required",
+                connection_id="default",
+                queries=[UPDATE],
+            )
+    assert (await rows(db))[:4] == [(1, 90), (2, 90), (3, 90), (4, 100)]
+    assert "3 rows" in declined.messages[0] and "3 rows" in accepted.messages[0]
+
+
+@pytest.mark.slow
+async def test_stateless_2025_http_cannot_ask_and_fails_closed(db: PgServer, tmp_path: Path) -> None:
+    """Without a session the server cannot send elicitation/create: confirmation_required, nothing written."""
+    env = pgmcp_env(db, CONFIRM_WRITES="destructive", MCP_STATELESS="true", DB_POOL_SIZE="2")
+    with serve_http(env, tmp_path) as server:
+        async with _transport_client(server.mcp_url, "legacy", Person("accept")) as client:
+            data = await call_err(
+                client,
+                "execute_transaction",
+                "confirmation_required",
+                connection_id="default",
+                queries=[UPDATE],
+            )
+    assert "CONFIRM_WRITES" in data["error"]
+    assert await rows(db) == [(i, 100) for i in range(1, 11)]

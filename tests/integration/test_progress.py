@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 
 from pgmcp.app import open_app
 from pgmcp.server import build_server
 from tests.conftest import PgServer
 from tests.integration.harness import payload, running, settings_for
+from tests.integration.proc import PGMCP, pgmcp_env
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +76,30 @@ async def test_a_long_execute_query_reports_elapsed_seconds(db: PgServer) -> Non
     assert [p for p, _, _ in seen] == sorted(p for p, _, _ in seen)
     assert all(total is None for _, total, _ in seen)
     assert seen[0][2] is not None and "running for" in seen[0][2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_progress_over_stdio_with_the_fast_path_on(db: PgServer, mode: str) -> None:
+    """The stdio fast path steps aside for a call with a progressToken: the SDK sends the notifications."""
+    seen: list[tuple[float, float | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total))
+
+    offset = 20_000 if mode == "legacy" else 30_000
+    env = pgmcp_env(db, MCP_STDIO_FAST_PATH="true", DB_POOL_SIZE="2")
+    server = StdioServerParameters(command=PGMCP, args=["serve", "--transport", "stdio"], env=env)
+    async with Client(server, mode=mode) as client:
+        result = await client.call_tool(
+            "batch_execute",
+            {
+                "connection_id": "default",
+                "query": "INSERT INTO items VALUES ($1)",
+                "params_list": [[offset + i] for i in range(5_000)],
+            },
+            progress_callback=on_progress,
+        )
+    assert payload(result)["rows_affected"] == 5_000
+    assert [p for p, _ in seen] == [1000, 2000, 3000, 4000, 5000]
+    assert {t for _, t in seen} == {5000}
