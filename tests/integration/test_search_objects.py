@@ -12,6 +12,8 @@ from tests.integration.harness import call_err, call_ok, running
 
 TABLES = 5000
 
+pytestmark = pytest.mark.slow  # 5,000 tables take ~15 s to create
+
 
 @pytest.fixture(scope="module")
 async def wide(module_db: PgServer) -> PgServer:
