@@ -21,7 +21,7 @@ ParamValue = Annotated[
 
 ConnectionId = Annotated[
     str,
-    Field(min_length=1, max_length=128, description="A connection name from list_connections."),
+    Field(min_length=1, max_length=128, description="A connection from list_connections."),
 ]
 Params = Annotated[
     list[ParamValue],

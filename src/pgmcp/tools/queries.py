@@ -65,8 +65,7 @@ class QueryTools:
             Field(min_length=1, description="Statements to run in order: {query, params}."),
         ],
     ) -> dict[str, Any]:
-        """Run several statements in one transaction: all commit or, on any failure, none
-        (failed_index names the failing one)."""
+        """Run statements in one transaction: all commit or none (failed_index names the failing one)."""
         items: list[tuple[str, Sequence[Any]]] = []
         for i, item in enumerate(queries):
             query = getattr(item, "query", None)
@@ -96,7 +95,7 @@ class QueryTools:
             list[list[ParamValue]], Field(min_length=1, description="One parameter list per execution.")
         ],
     ) -> dict[str, Any]:
-        """Run one statement once per parameter list, pipelined in one transaction (all or nothing)."""
+        """Run one statement per parameter list, pipelined in one transaction (all or nothing)."""
         await confirm_batch(self.app.executor, connection_id, query, params_list)
         progress = current_progress.get()
         chunks = None if progress is None else (lambda done, total: progress(done, total, None))
