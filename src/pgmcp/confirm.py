@@ -60,6 +60,9 @@ DESTRUCTIVE_KINDS = frozenset({"DELETE", "UPDATE", "MERGE", "TRUNCATE", "DROP", 
 
 Answer = Literal["accept", "decline", "cancel"]
 
+# Statements whose command tag carries no row count (TRUNCATE empties the whole table).
+_NO_ROW_COUNT = frozenset({"TRUNCATE", "DROP", "ALTER", "CREATE", "COMMENT", "GRANT", "REVOKE"})
+
 _MAX_SHOWN = 20  # statements listed in the question; the rest are counted
 _MAX_STATEMENT_CHARS = 500
 
@@ -74,6 +77,7 @@ class Plan:
     counts: tuple[int, ...]
     digest: str
     executions: int | None = None  # batch_execute: parameter rows (the statement runs once per row)
+    kinds: tuple[str, ...] = ()  # each statement's leading kind (DDL reports no row count)
 
     @property
     def total_rows(self) -> int:
@@ -90,7 +94,11 @@ class Plan:
             if len(text) > _MAX_STATEMENT_CHARS:
                 text = text[: _MAX_STATEMENT_CHARS - 1] + "…"
             times = f" ×{self.executions} parameter rows" if self.executions is not None else ""
-            lines.append(f"{i + 1}. {text}{times} — preview: {count} rows affected")
+            kind = self.kinds[i] if i < len(self.kinds) else ""
+            outcome = (
+                f"{count} rows affected" if kind not in _NO_ROW_COUNT else f"{kind.lower()}: no row count"
+            )
+            lines.append(f"{i + 1}. {text}{times} — preview: {outcome}")
         lines.append(
             f"Preview total: {self.total_rows} rows (counted in a transaction that was rolled back). "
             "Accept to run it for real."
@@ -131,13 +139,16 @@ def plan_digest(tool: str, connection_id: str, statements: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _write_kinds(executor: Executor, connection_id: str, queries: Sequence[str]) -> set[str] | None:
-    """The statement kinds of ``queries`` when any of them writes, else None (nothing to confirm).
+def _write_kinds(
+    executor: Executor, connection_id: str, queries: Sequence[str]
+) -> tuple[set[str], tuple[str, ...]] | None:
+    """Every kind ``queries`` run and each one's leading kind, when any of them writes; else None.
 
-    A statement the policy refuses also gives None: the real run refuses it with the
-    same error, before anything is written.
+    A statement the policy refuses also gives None (nothing to confirm): the real run
+    refuses it with the same error, before anything is written.
     """
     kinds: set[str] = set()
+    leading: list[str] = []
     writes = False
     for query in queries:
         try:
@@ -145,8 +156,9 @@ def _write_kinds(executor: Executor, connection_id: str, queries: Sequence[str])
         except PgMcpError:
             return None
         kinds |= decision.kinds
+        leading.append(decision.query_type)
         writes = writes or not decision.is_read
-    return kinds if writes else None
+    return (kinds, tuple(leading)) if writes else None
 
 
 async def _ask(plan: Plan) -> None:
@@ -186,9 +198,10 @@ async def confirm_transaction(
     mode = executor.settings.confirm_writes
     if mode == "never":
         return
-    kinds = _write_kinds(executor, connection_id, [q for q, _ in items])
-    if kinds is None:
+    found = _write_kinds(executor, connection_id, [q for q, _ in items])
+    if found is None:
         return
+    kinds, leading = found
     preview = await executor.transaction(connection_id, items, tool=f"{tool} (preview)", rollback=True)
     counts = tuple(int(r.get("row_count", 0)) for r in preview.results)
     if not needs_confirmation(mode, kinds, counts, executor.settings.confirm_rows_threshold):
@@ -200,6 +213,7 @@ async def confirm_transaction(
         statements=tuple(q for q, _ in items),
         counts=counts,
         digest=plan_digest(tool, connection_id, statements),
+        kinds=leading,
     )
     await _ask(plan)
 
@@ -216,9 +230,10 @@ async def confirm_batch(
     mode = executor.settings.confirm_writes
     if mode == "never":
         return
-    kinds = _write_kinds(executor, connection_id, [query])
-    if kinds is None:
+    found = _write_kinds(executor, connection_id, [query])
+    if found is None:
         return
+    kinds, leading = found
     preview = await executor.batch(connection_id, query, params_list, tool=f"{tool} (preview)", rollback=True)
     counts = (preview.rows_affected,)
     if not needs_confirmation(mode, kinds, counts, executor.settings.confirm_rows_threshold):
@@ -230,6 +245,7 @@ async def confirm_batch(
         counts=counts,
         digest=plan_digest(tool, connection_id, [query, [list(p) for p in params_list]]),
         executions=len(params_list),
+        kinds=leading,
     )
     await _ask(plan)
 

@@ -183,6 +183,38 @@ async def test_always_asks_for_every_write(db: PgServer, mode: str) -> None:
     assert len(await rows(db)) == 10
 
 
+@pytest.mark.parametrize("mode", MODES)
+async def test_truncate_is_asked_about_and_a_declined_one_leaves_the_rows(db: PgServer, mode: str) -> None:
+    person = Person("decline")
+    policy = {"allowed_operations": "SELECT,INSERT,UPDATE,DELETE,TRUNCATE", "blocked_keywords": ""}
+    async with serving(db, mode, person, **policy) as client:
+        await call_err(
+            client,
+            "execute_transaction",
+            "declined",
+            connection_id="default",
+            queries=[{"query": "TRUNCATE accounts"}],
+        )
+    assert len(await rows(db)) == 10
+    assert "TRUNCATE accounts — preview: truncate: no row count" in person.messages[0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_preview_that_fails_asks_nothing_and_reports_the_failure(db: PgServer, mode: str) -> None:
+    person = Person("accept")
+    async with serving(db, mode, person) as client:
+        data = await call_err(
+            client,
+            "execute_transaction",
+            "database_error",
+            connection_id="default",
+            queries=[UPDATE, {"query": "UPDATE accounts SET id = 1 WHERE id = 2"}],
+        )
+    assert data["failed_index"] == 1
+    assert person.messages == []
+    assert await rows(db) == [(i, 100) for i in range(1, 11)]
+
+
 async def test_the_sealed_state_is_single_use_and_bound_to_the_statements(db: PgServer) -> None:
     """2026-07-28, driven by hand: the state answers once, for the statements it was minted for."""
     async with open_app(settings_for(db, confirm_writes="destructive")) as app:
