@@ -72,8 +72,12 @@ class Completer:
                 names = await self._catalog(kind, connection_id, schema)
             except PgMcpError:
                 return [], 0
-        wanted = prefix.lower()
-        matches = [n for n in names if n.lower().startswith(wanted)]
+        head = ""
+        if argument == "connections":  # a comma-separated list: complete its last item
+            head, comma, prefix = prefix.rpartition(",")
+            head += comma
+        wanted = prefix.strip().lower()
+        matches = [head + n for n in names if n.lower().startswith(wanted)]
         return matches[:MAX_VALUES], len(matches)
 
     async def _catalog(self, kind: str, connection_id: str, schema: str) -> list[str]:

@@ -77,6 +77,9 @@ async def test_completion_completes_tables_schemas_and_connections_by_prefix(
         migration = PromptReference(name="database_migration")
         prompt_tables = await client.complete(migration, {"name": "table", "value": "ord"})
         assert "orders" in prompt_tables.completion.values
+        analysis = PromptReference(name="bi_analysis")
+        listed = await client.complete(analysis, {"name": "connections", "value": "default,de"})
+        assert listed.completion.values == ["default,default"]
         nothing = await client.complete(ref, {"name": "table", "value": "zzz_none"})
         assert nothing.completion.values == []
 
