@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run run-stdio test test-unit test-integration test-embedded check check-deployment lint typecheck bench bench-peers clients clean
+.PHONY: install run run-stdio test test-unit test-integration test-embedded check check-deployment lint typecheck bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -58,6 +58,7 @@ bench: install
 
 ## The third-party MCP clients the tests run (tests/clients: the conformance suite, the TypeScript
 ## SDK, Node 22 from npm); tests/integration/test_third_party_clients.py runs npm ci itself when needed.
+.PHONY: clients
 clients:
 	cd tests/clients && npm ci --no-fund --no-audit --loglevel=error
 

@@ -38,7 +38,9 @@ class ConnectionTools:
             Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None,
             Field(description="TLS mode (default DB_SSL_MODE)."),
         ] = None,
-        readonly: Annotated[bool, Field(description="Read statements only.")] = False,
+        readonly: Annotated[
+            bool, Field(description="Allow only read statements on this connection.")
+        ] = False,
     ) -> dict[str, Any]:
         """Open a named connection pool to a PostgreSQL database and test it."""
         settings = self.app.settings
