@@ -19,17 +19,17 @@ class ConnectionTools:
     async def add_connection(
         self,
         connection_id: Annotated[
-            str, Field(min_length=1, max_length=128, description="New connection name.")
+            str, Field(min_length=1, max_length=128, description="Name for the new connection.")
         ],
-        host: Annotated[str, Field(min_length=1, description="Host name or address.")],
+        host: Annotated[str, Field(min_length=1, description="Database host name or address.")],
         database: Annotated[str, Field(min_length=1, description="Database name.")],
         user: Annotated[str, Field(min_length=1, description="Database user.")],
         port: Annotated[int, Field(ge=1, le=65535, description="Port.")] = 5432,
         password: Annotated[
-            str | None, Field(description="Password; prefer password_env (never seen by the model).")
+            str | None, Field(description="Password (prefer password_env: the model never sees it).")
         ] = None,
         password_env: Annotated[
-            str | None, Field(description="Server environment variable holding the password.")
+            str | None, Field(description="Name of a server environment variable holding the password.")
         ] = None,
         pool_size: Annotated[
             int | None, Field(ge=1, le=1000, description="Pool size (default DEFAULT_POOL_SIZE).")
@@ -98,7 +98,7 @@ class ConnectionTools:
         return {"success": True, "connections": [c.describe() for c in self.app.registry.all()]}
 
     async def test_connection(self, connection_id: ConnectionId) -> dict[str, Any]:
-        """Check a connection now: health, latency, server version, pool statistics."""
+        """Check that a connection answers now: health, latency, server version, pool statistics."""
         conn = self.app.registry.get(connection_id)
         health = await self.app.registry.probe(conn, timeout=self.app.settings.connection_timeout)
         result: dict[str, Any] = {
