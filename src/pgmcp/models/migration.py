@@ -28,9 +28,9 @@ class _Result(BaseModel):
 
 
 class CopyDataResult(_Result):
+    """Also ``rows_read`` and ``rows_skipped`` (``on_conflict='skip'``)."""
+
     rows_copied: int
-    rows_read: int
-    rows_skipped: int
     duration_ms: float
     rows_per_second: float
     committed: bool
@@ -66,8 +66,9 @@ class Counts(BaseModel):
 
 
 class CompareTablesResult(_Result):
+    """Also ``chunks``, the number of key ranges compared."""
+
     counts: Counts
-    chunks: int
     matching_chunks: int
     differing_chunks: Objects
     identical: bool

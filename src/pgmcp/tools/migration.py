@@ -11,12 +11,12 @@ from pydantic import Field
 from pgmcp.app import AppContext
 from pgmcp.db.copy import MAX_BATCH_ROWS, DataCopier
 from pgmcp.progress import current_progress
-from pgmcp.tools import ConnectionId
 from pgmcp.tools.schema_diff import compare_schemas
 from pgmcp.tools.table_diff import MAX_CHUNKS, compare_tables
 
-SchemaName = Annotated[str, Field(min_length=1, description="Schema name.")]
-TableName = Annotated[str, Field(min_length=1, description="Table name, or schema.table.")]
+# Names without descriptions: tools/list stays small, and the parameter names say what they are.
+Name = Annotated[str, Field(min_length=1)]
+Conn = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class MigrationTools:
@@ -26,40 +26,22 @@ class MigrationTools:
 
     async def copy_data(
         self,
-        source_connection_id: ConnectionId,
-        query: Annotated[
-            str,
-            Field(
-                min_length=1,
-                description="One read statement on the source whose rows are copied; transform here "
-                "(SELECT id, lower(trim(email)), … FROM …). No $n parameters.",
-            ),
-        ],
-        target_connection_id: ConnectionId,
-        target_table: Annotated[str, Field(min_length=1, description="Existing table on the target.")],
+        source_connection_id: Conn,
+        query: Annotated[str, Field(min_length=1, description="A read; transform in it. No $n.")],
+        target_connection_id: Conn,
+        target_table: Name,
         columns: Annotated[
             list[str] | dict[str, str] | None,
             Field(
-                description="Target columns for the query's columns: a list by position, or "
-                "{query column: target column}. Default: the target's columns in order."
+                description="Target column per query column: list (by position) or {query col: target col}."
             ),
         ] = None,
-        target_schema: SchemaName = "public",
-        on_conflict: Annotated[
-            Literal["error", "skip"],
-            Field(
-                description="'error': a duplicate key fails the copy; 'skip': rows whose key exists are skipped."
-            ),
-        ] = "error",
-        batch_rows: Annotated[
-            int,
-            Field(ge=1, le=MAX_BATCH_ROWS, description="Rows per COPY batch (and progress notification)."),
-        ] = 10000,
+        target_schema: Name = "public",
+        on_conflict: Literal["error", "skip"] = "error",
+        batch_rows: Annotated[int, Field(ge=1, le=MAX_BATCH_ROWS)] = 10000,
     ) -> dict[str, Any]:
-        """Copy the rows of a query on one connection into a table on another, inside the server:
-        streamed with COPY, in one target transaction (all rows or none), progress per batch.
-
-        The query is checked as execute_query on the source; the target as an INSERT into the table."""
+        """Copy a query's rows from one connection into a table on another by COPY, all or none
+        (on_conflict='skip' skips existing keys). The target is judged as an INSERT."""
 
         reporter = current_progress.get()
 
@@ -94,16 +76,13 @@ class MigrationTools:
 
     async def compare_schemas(
         self,
-        source_connection_id: ConnectionId,
-        target_connection_id: ConnectionId,
-        source_schema: SchemaName = "public",
-        target_schema: SchemaName = "public",
-        tables: Annotated[
-            list[str] | None, Field(description="Only these tables (default: every table of the schema).")
-        ] = None,
+        source_connection_id: Conn,
+        target_connection_id: Conn,
+        source_schema: Name = "public",
+        target_schema: Name = "public",
+        tables: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Compare two schemas table by table: tables, columns (type, nullability, default),
-        primary keys, unique constraints, foreign keys and indexes present on one side only or differing."""
+        """Compare two schemas: tables, columns, keys, foreign keys, indexes on one side only or differing."""
         differences = await compare_schemas(
             self.app.executor,
             source_connection_id,
@@ -116,20 +95,16 @@ class MigrationTools:
 
     async def compare_tables(
         self,
-        source_connection_id: ConnectionId,
-        source_table: TableName,
-        target_connection_id: ConnectionId,
-        target_table: TableName,
-        key: Annotated[
-            str | list[str], Field(description="Key column (a list for a composite key) ordering the rows.")
-        ],
-        columns: Annotated[
-            list[str] | None, Field(description="Columns to compare (default: every column of the source).")
-        ] = None,
-        chunks: Annotated[int, Field(ge=1, le=MAX_CHUNKS, description="Key ranges to checksum.")] = 16,
+        source_connection_id: Conn,
+        source_table: Name,
+        target_connection_id: Conn,
+        target_table: Name,
+        key: str | list[str],
+        columns: list[str] | None = None,
+        chunks: Annotated[int, Field(ge=1, le=MAX_CHUNKS)] = 16,
     ) -> dict[str, Any]:
-        """Compare the rows of two tables without moving them: counts, and a checksum per key range
-        computed in each database; differing_chunks names the key ranges that differ."""
+        """Compare two tables' rows without moving them: counts and a checksum per key range in each
+        database (tables as name or schema.name); differing_chunks names the ranges that differ."""
         result = await compare_tables(
             self.app.executor,
             source_connection_id,
