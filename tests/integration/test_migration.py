@@ -694,3 +694,56 @@ async def test_a_source_that_sends_nothing_stops_the_copy_with_a_timeout(
         assert again["rows"] == [{"one": 1}]
     assert message in err["error"], err
     assert await target.fetchval("SELECT count(*) FROM items") == 0
+
+
+# --- CONFIRM_WRITES -----------------------------------------------------------------------------
+
+
+class Person:
+    def __init__(self, action: str) -> None:
+        self.action = action
+        self.messages: list[str] = []
+
+    async def __call__(self, context: Any, params: Any) -> Any:
+        from mcp_types import ElicitResult
+
+        self.messages.append(params.message)
+        content = {"confirm": True} if self.action == "accept" else None
+        return ElicitResult(action=self.action, content=content)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("action", ["accept", "decline", None])
+async def test_confirm_writes_asks_before_copy_data_writes(
+    source_loaded: PgServer, target_db: PgServer, target: asyncpg.Connection, action: str | None
+) -> None:
+    from mcp import Client
+
+    from pgmcp.app import open_app
+    from pgmcp.server import build_server
+    from tests.integration.harness import settings_for
+
+    person = Person(action) if action else None
+    settings = settings_for(source_loaded, confirm_writes="destructive", confirm_rows_threshold=100)
+    async with (
+        open_app(settings) as app,
+        Client(build_server(app), elicitation_callback=person) as client,  # type: ignore[arg-type]
+    ):
+        await add_target(client, target_db)
+        args = {
+            "source_connection_id": "default",
+            "query": "SELECT * FROM items WHERE id <= 500",
+            "target_connection_id": "target",
+            "target_table": "items",
+        }
+        result = payload(await client.call_tool("copy_data", args))
+        small = payload(
+            await client.call_tool("copy_data", {**args, "query": "SELECT * FROM items WHERE id > 199990"})
+        )
+    assert small["success"] is True and small["rows_copied"] == 10  # under the threshold: not asked
+    if action == "accept":
+        assert result["success"] is True and result["rows_copied"] == 500
+        assert "500 rows" in person.messages[0] and "items" in person.messages[0]
+        assert await target.fetchval("SELECT count(*) FROM items") == 510
+    else:
+        assert result["error_type"] == ("declined" if action else "confirmation_required")
+        assert await target.fetchval("SELECT count(*) FROM items") == 10

@@ -234,6 +234,7 @@ class DataCopier:
         on_conflict: str = "error",
         batch_rows: int = 10000,
         progress: Progress | None = None,
+        before_run: Callable[[str], Awaitable[None]] | None = None,
         tool: str = "copy_data",
     ) -> CopyResult:
         """Copy the rows of ``query`` on ``source_id`` into ``target_table`` on ``target_id``: all or none.
@@ -259,6 +260,9 @@ class DataCopier:
         target_decision = ex.check(target, target_sql, tool=tool)
         source_decision = ex.check(source, query, require_read=True, tool=tool)
         statement = _statement_text(query)
+        if before_run is not None:
+            # After both policies, before either database is written (CONFIRM_WRITES asks here).
+            await before_run(statement)
 
         # Enough "statements" in _transaction's hung-database deadline for COPY_TIMEOUT.
         statements = math.ceil(self.settings.copy_timeout / self.settings.query_timeout) + 2

@@ -9,7 +9,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from pgmcp.app import AppContext
+from pgmcp.confirm import Plan, _ask, needs_confirmation, plan_digest
 from pgmcp.db.copy import MAX_BATCH_ROWS, DataCopier
+from pgmcp.db.execute import Executor
 from pgmcp.progress import current_progress
 from pgmcp.tools.schema_diff import compare_schemas
 from pgmcp.tools.table_diff import MAX_CHUNKS, compare_tables
@@ -50,6 +52,16 @@ class MigrationTools:
             with contextlib.suppress(Exception):
                 await reporter(rows, None, f"{rows} rows copied")  # type: ignore[misc]
 
+        async def confirm(statement: str) -> None:
+            await confirm_copy(
+                self.app.executor,
+                source_connection_id,
+                statement,
+                target_connection_id,
+                f"{target_schema}.{target_table}",
+                [query, target_schema, target_table, columns, on_conflict],
+            )
+
         result = await self.copier.copy(
             source_connection_id,
             query,
@@ -60,6 +72,7 @@ class MigrationTools:
             on_conflict=on_conflict,
             batch_rows=batch_rows,
             progress=report if reporter is not None else None,
+            before_run=confirm if self.app.settings.confirm_writes != "never" else None,
         )
         payload: dict[str, Any] = {
             "success": True,
@@ -116,3 +129,41 @@ class MigrationTools:
             chunks,
         )
         return {"success": True, **result}
+
+
+async def confirm_copy(
+    executor: Executor,
+    source_connection_id: str,
+    statement: str,
+    target_connection_id: str,
+    target: str,
+    arguments: list[Any],
+) -> None:
+    """CONFIRM_WRITES for copy_data: the preview counts the query's rows on the source (nothing is
+    written anywhere to count them), and the person is asked about the INSERT into the target.
+
+    Raises what :func:`pgmcp.confirm.confirm_batch` raises.
+    """
+    settings = executor.settings
+    preview = await executor.query(
+        source_connection_id,
+        f"SELECT count(*) AS n FROM (\n{statement}\n) AS pgmcp_copy",
+        fetch_size=1,
+        tool="copy_data (preview)",
+    )
+    rows = int(preview.rows[0]["n"])
+    if not needs_confirmation(settings.confirm_writes, {"INSERT"}, (rows,), settings.confirm_rows_threshold):
+        return
+    tool = "copy_data"
+    await _ask(
+        Plan(
+            tool=tool,
+            connection_id=target_connection_id,
+            statements=(
+                f"INSERT INTO {target} the rows of, on connection '{source_connection_id}': {statement}",
+            ),
+            counts=(rows,),
+            digest=plan_digest(tool, target_connection_id, [source_connection_id, *arguments]),
+            kinds=("INSERT",),
+        )
+    )
