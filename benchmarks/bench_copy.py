@@ -105,10 +105,8 @@ def psql_pipe(source: Postgres, target: Postgres) -> float | None:
 
 
 async def pgmcp_copy(source: Postgres, target: Postgres, log_dir: Path) -> dict[str, Any]:
-    # The stdio fast path answers calls without a request context, so without progress
-    # notifications, until it steps aside for calls with a progressToken (issue 17): the SDK's
-    # path here, which is what such a client gets then. One call: its overhead does not show.
-    async with stdio_server(source, log_dir, MCP_STDIO_FAST_PATH="false") as srv:
+    # A call with a progressToken is served by the SDK's path (the fast path steps aside for it).
+    async with stdio_server(source, log_dir) as srv:
         client = srv.client
         added = await client.call_tool(
             "add_connection",
