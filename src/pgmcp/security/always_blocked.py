@@ -83,6 +83,7 @@ from typing import Any, Final
 import orjson
 from pglast import parser as _pg
 
+from pgmcp.security.calls import names_of
 from pgmcp.security.tree import Tree, kind_of, last_name, walk
 
 _BLOCKED_FUNCTIONS: Final = frozenset(
@@ -207,8 +208,7 @@ def function_message(name: str, nargs: int) -> str | None:
     """The refusal of an always-blocked function ``name`` called with ``nargs`` arguments, if it is one."""
     if runs_sql_text(name, nargs):
         return (
-            f"Query blocked: function '{name}' is not allowed (it runs SQL text that the policy "
-            "cannot check)"
+            f"Query blocked: function '{name}' is not allowed (it runs SQL text that the policy cannot check)"
         )
     if _function_is_blocked(name):
         return f"Query blocked: function '{name}' is not allowed"
@@ -268,7 +268,7 @@ def called_function_message(tree: Tree) -> str | None:
             return message
     # Attribute notation: (x).f and t.f call f(x) when f is a one-argument function.
     for fields, _ in tree.attrs:
-        for name in attribute_names(fields):
+        for name in names_of(fields):
             message = function_message(name, 1)
             if message is not None:
                 return message
@@ -277,17 +277,6 @@ def called_function_message(tree: Tree) -> str | None:
         if message is not None:
             return message
     return None
-
-
-def attribute_names(fields: list[Any]) -> list[str]:
-    """The lower-cased field names of a ColumnRef's tail or an A_Indirection (no ``*``, no subscripts)."""
-    names = []
-    for item in fields:
-        if isinstance(item, dict):
-            string = item.get("String")
-            if isinstance(string, dict):
-                names.append(str(string.get("sval", "")).lower())
-    return names
 
 
 def _last_name_of_relation(body: dict[str, Any]) -> str:

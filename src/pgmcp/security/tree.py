@@ -230,7 +230,9 @@ class Tree:
         self.locks: list[Any] = []
         self.relations: list[dict[str, Any]] = []
         # Calls without a FuncCall node, each with whether it runs now:
-        self.attrs: list[tuple[list[Any], bool]] = []  # field names after the first (ColumnRef, A_Indirection)
+        self.attrs: list[
+            tuple[list[Any], bool]
+        ] = []  # field names after the first (ColumnRef, A_Indirection)
         self.operators: list[tuple[list[Any], bool]] = []  # operator name lists (A_Expr, SubLink)
         self.casts: list[tuple[dict[str, Any], bool]] = []  # TypeName of an explicit cast
 
