@@ -332,7 +332,11 @@ CORPUS: list[Case] = [
         BLOCK,
         "attribute call in GROUP BY",
     ),
-    ("SELECT id FROM t GROUP BY id HAVING ('x'::text).pg_stat_file IS NULL", BLOCK, "attribute call in HAVING"),
+    (
+        "SELECT id FROM t GROUP BY id HAVING ('x'::text).pg_stat_file IS NULL",
+        BLOCK,
+        "attribute call in HAVING",
+    ),
     (
         "SELECT count(*) FILTER (WHERE ('x'::text).pg_read_file IS NULL) FROM t",
         BLOCK,
@@ -344,11 +348,15 @@ CORPUS: list[Case] = [
     ("SELECT ARRAY[('x'::text).pg_read_file]", BLOCK, "attribute call in an array"),
     ("SELECT * FROM (VALUES (('x'::text).pg_read_file)) v", BLOCK, "attribute call in VALUES"),
     ("VALUES ((42::bigint).pg_advisory_lock)", BLOCK, "attribute call as VALUES"),
-    ('SELECT (\'x\'::text).pg_read_file COLLATE "C"', BLOCK, "attribute call under COLLATE"),
+    ("SELECT ('x'::text).pg_read_file COLLATE \"C\"", BLOCK, "attribute call under COLLATE"),
     ("SELECT lower(('x'::text).pg_read_file)", BLOCK, "attribute call as a function argument"),
     ("SELECT 1 WHERE 1 = ANY (SELECT (0::oid).lo_unlink)", BLOCK, "attribute call in ANY (subquery)"),
     ("SELECT CAST(('x'::text).pg_read_file AS int)", BLOCK, "attribute call inside CAST"),
-    ("SELECT 'a' OPERATOR(pg_catalog.||) ('x'::text).pg_read_file", BLOCK, "attribute call beside OPERATOR()"),
+    (
+        "SELECT 'a' OPERATOR(pg_catalog.||) ('x'::text).pg_read_file",
+        BLOCK,
+        "attribute call beside OPERATOR()",
+    ),
     (
         "SELECT * FROM XMLTABLE('/a' PASSING ('x'::text).pg_read_file::xml COLUMNS b text)",
         BLOCK,
