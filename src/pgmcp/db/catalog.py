@@ -46,9 +46,15 @@ DDL_WINDOW: Final = 5.0  # seconds after a DDL statement during which every call
 
 # Callable from SQL and volatile: a function taking `internal` or returning a trigger or
 # handler type cannot be called by a statement, so it does not count.
+# An aggregate counts as volatile when one of its support functions is (CREATE AGGREGATE
+# takes no volatility of its own).
 _FUNCTIONS: Final = """
 SELECT p.proname, n.nspname,
-       p.provolatile = 'v'
+       (p.provolatile = 'v' OR EXISTS (
+            SELECT FROM pg_catalog.pg_aggregate a JOIN pg_catalog.pg_proc f
+              ON f.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggmtransfn, a.aggminvtransfn,
+                           a.aggmfinalfn)
+            WHERE a.aggfnoid = p.oid AND f.provolatile = 'v'))
          AND NOT ('pg_catalog.internal'::pg_catalog.regtype::oid = ANY (p.proargtypes::oid[]))
          AND p.prorettype NOT IN (SELECT t.oid FROM pg_catalog.pg_type t
                                   WHERE t.typtype = 'p' AND (t.typname = 'trigger' OR t.typname = 'event_trigger'
@@ -117,6 +123,7 @@ class CatalogCache:
     def __init__(self, registry: ConnectionRegistry) -> None:
         self._registry = registry
         self._entries: dict[str, _Entry] = {}
+        self._loading: dict[str, asyncio.Lock] = {}  # one first load per connection at a time
         self._ddl_until = 0.0
         self.loads = 0  # full loads (tests, benchmarks)
         self.checks = 0  # fingerprint queries
@@ -146,18 +153,19 @@ class CatalogCache:
         """A statement that may change functions, operators or casts is about to run."""
         self._ddl_until = time.monotonic() + DDL_WINDOW
 
-    def forget(self, connection_id: str) -> None:
-        self._entries.pop(connection_id, None)
-
     async def _refresh(
         self, conn: Connection, entry: _Entry | None, started: float, *, force: bool = False
     ) -> FunctionCatalog:
         if entry is None or entry.conn is not conn:
-            async with self._registry.acquire(conn) as c:
-                catalog, fingerprint = await load_catalog(c)
-            self.loads += 1
-            self._entries[conn.connection_id] = _Entry(conn, catalog, fingerprint, started)
-            return catalog
+            async with self._loading.setdefault(conn.connection_id, asyncio.Lock()):
+                entry = self._entries.get(conn.connection_id)
+                if entry is not None and entry.conn is conn:
+                    return entry.catalog  # loaded by a call that held the lock first
+                async with self._registry.acquire(conn) as c:
+                    catalog, fingerprint = await load_catalog(c)
+                self.loads += 1
+                self._entries[conn.connection_id] = _Entry(conn, catalog, fingerprint, started)
+                return catalog
         async with entry.lock:
             # Another call may have checked while this one waited for the lock.
             if entry.checked_at >= started and not force:

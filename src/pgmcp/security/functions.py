@@ -170,14 +170,15 @@ def judge_calls(
     """Judge every call of a statement: BLOCKED_FUNCTIONS everywhere, volatility on read paths.
 
     Only calls that run now are judged for volatility (not those under a plain EXPLAIN
-    or in a definition). Without a catalog only BLOCKED_FUNCTIONS applies.
+    or in a definition). Without a catalog only BLOCKED_FUNCTIONS applies, to direct
+    calls: what is refused without a catalog is always refused with one.
     """
     if blocked:
         for _, name, _, _ in calls.functions:
             if name in blocked:
                 return _blocked(name)
-        for name, _ in calls.attributes:
-            if name in blocked and (catalog is None or name in catalog.functions):
+        for name, _ in calls.attributes:  # (x).f is a call only when f is a function
+            if name in blocked and catalog is not None and name in catalog.functions:
                 return _blocked(name)
     if catalog is None:
         return _OK
