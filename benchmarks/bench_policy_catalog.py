@@ -23,9 +23,9 @@ import statistics
 import time
 
 import asyncpg
-
 from benchmarks.bench_policy import QUERY, median_us
 from benchmarks.common import LOCAL_DSN
+
 from pgmcp.db.catalog import CHECK_INTERVAL, FINGERPRINT, load_catalog
 from pgmcp.security import Policy
 
@@ -68,7 +68,9 @@ def main() -> None:
     print(f"catalog: {functions} functions; load {load_ms:.2f} ms, fingerprint check {check_ms:.3f} ms")
     print(f"  (the check runs at most once per {CHECK_INTERVAL:g} s per connection, never per call)")
     print(f"median of {args.runs} runs; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'':<48} {'cold cpu':>10} {'cached cpu':>11}   targets: cold <= {COLD_TARGET_MS} ms, cached <= 5 µs")
+    print(
+        f"{'':<48} {'cold cpu':>10} {'cached cpu':>11}   targets: cold <= {COLD_TARGET_MS} ms, cached <= 5 µs"
+    )
     policy = Policy(
         readonly_mode=True,
         allowed_operations=["SELECT", "WITH", "EXPLAIN"],

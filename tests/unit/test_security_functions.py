@@ -117,7 +117,9 @@ def test_allowed_and_blocked_functions() -> None:
         Policy(blocked_functions=["stable_fn"]).check("SELECT stable_fn(1)")
     # ALLOWED_FUNCTIONS cannot loosen the always-blocked list.
     with pytest.raises(QueryBlocked) as info:
-        Policy(readonly_mode=True, allowed_functions=["pg_read_file"]).check("SELECT ('x'::text).pg_read_file")
+        Policy(readonly_mode=True, allowed_functions=["pg_read_file"]).check(
+            "SELECT ('x'::text).pg_read_file"
+        )
     assert info.value.reason == "always_blocked"
 
 

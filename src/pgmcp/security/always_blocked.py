@@ -49,7 +49,9 @@ SQL-language function bodies, ``EXPLAIN`` targets — and wherever a statement
 names them (``GRANT EXECUTE ON FUNCTION``, ``CREATE CAST ... WITH FUNCTION``,
 ``CREATE AGGREGATE (SFUNC = ...)``, ``CREATE OPERATOR (FUNCTION = ...)``).
 Names compare case-insensitively on their last part, so ``pg_catalog.pg_read_file``,
-``"pg_read_file"`` and ``U&"pg\\005fread_file"`` are all caught:
+``"pg_read_file"`` and ``U&"pg\\005fread_file"`` are all caught, and so is attribute
+notation (``('/etc/hostname'::text).pg_read_file``, ``t.lo_create``: every field name
+after the first is a possible one-argument call, see :mod:`pgmcp.security.calls`):
 
 * files and the server host: ``pg_read_file``, ``pg_read_binary_file``, ``pg_stat_file``,
   ``pg_ls_*``, ``lo_import``, ``lo_export``, adminpack's ``pg_file_*`` and
@@ -68,9 +70,11 @@ Names compare case-insensitively on their last part, so ``pg_catalog.pg_read_fil
   objects (``lo_create``, ``lo_creat``, ``lo_unlink``, ``lo_from_bytea``, ``lo_put``,
   ``lo_truncate*``, ``lo_open``, ``lo_close``, ``lo_lseek*``, ``lo_tell*``, ``loread``,
   ``lowrite``; ``lo_get`` is a plain read and passes);
-* functions that run SQL text this parser never sees: ``query_to_xml``,
-  ``query_to_xml_and_xmlschema``, ``query_to_xmlschema``, ``cursor_to_xml``,
-  ``cursor_to_xmlschema``, ``ts_stat``, and the two-argument ``ts_rewrite``.
+* functions that run SQL text this parser never sees (their message says so):
+  ``query_to_xml``, ``query_to_xml_and_xmlschema``, ``query_to_xmlschema``,
+  ``cursor_to_xml``, ``cursor_to_xmlschema``, ``database_to_xml*``, ``schema_to_xml*``
+  (a query per table), ``ts_stat``, the two-argument ``ts_rewrite``, ``xpath_table``,
+  ``crosstab*``, ``connectby``, ``pg_background_*`` (and ``dblink*`` above).
 
 ``pg_sleep``, ``txid_current``/``pg_current_xact_id``, ``table_to_xml`` and the
 ``pg_stat_get_*``/``pg_get_*`` readers are allowed.
