@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -123,8 +123,9 @@ class _Entry:
 class CatalogCache:
     """One :class:`FunctionCatalog` per connection, refreshed as the module docstring says."""
 
-    def __init__(self, registry: ConnectionRegistry) -> None:
+    def __init__(self, registry: ConnectionRegistry, *, timeout: float) -> None:
         self._registry = registry
+        self._timeout = timeout  # for the queries of one load or check (a database may hang)
         self._entries: dict[str, _Entry] = {}
         self._loading: dict[str, asyncio.Lock] = {}  # one first load per connection at a time
         self._ddl_until = 0.0
@@ -142,7 +143,11 @@ class CatalogCache:
         return None
 
     async def get(self, conn: Connection) -> FunctionCatalog:
-        """The catalog for ``conn``: from memory in steady state, checked or loaded when due."""
+        """The catalog for ``conn``: from memory in steady state, checked or loaded when due.
+
+        Raises TimeoutError when the database does not answer within ``timeout``, and the
+        errors of :meth:`ConnectionRegistry.acquire` and asyncpg.
+        """
         catalog = self.fresh(conn)
         if catalog is not None:
             return catalog
@@ -177,7 +182,7 @@ class CatalogCache:
                 entry = self._entries.get(conn.connection_id)
                 if entry is not None and entry.conn is conn:
                     return entry.catalog  # loaded by a call that held the lock first
-                async with self._registry.acquire(conn) as c:
+                async with self._registry.acquire(conn) as c, self._bounded(c):
                     catalog, fingerprint = await load_catalog(c)
                 self.loads += 1
                 self._entries[conn.connection_id] = _Entry(conn, catalog, fingerprint, started)
@@ -186,7 +191,7 @@ class CatalogCache:
             # Another call may have checked while this one waited for the lock.
             if entry.checked_at >= started and not force:
                 return entry.catalog
-            async with self._registry.acquire(conn) as c:
+            async with self._registry.acquire(conn) as c, self._bounded(c):
                 fingerprint = str(await c.fetchval(FINGERPRINT))
                 self.checks += 1
                 if fingerprint != entry.fingerprint:
@@ -194,3 +199,13 @@ class CatalogCache:
                     self.loads += 1
             entry.checked_at = time.monotonic()
             return entry.catalog
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self, c: PgMcpConnection) -> AsyncIterator[None]:
+        """At most ``timeout`` seconds for the queries; a connection that does not answer is closed."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield
+        except TimeoutError:
+            c.terminate()  # its state is unknown; the pool replaces it
+            raise

@@ -171,7 +171,9 @@ class Executor:
         self.policy = policy
         self.monitor = monitor
         self._timeout_ms = int(settings.query_timeout * 1000)
-        self.catalogs = CatalogCache(registry)
+        # The catalog's queries get what one statement of a call gets (see _transaction's deadline).
+        self._catalog_deadline = settings.query_timeout + settings.connection_timeout
+        self.catalogs = CatalogCache(registry, timeout=self._catalog_deadline)
 
     # --- policy ---------------------------------------------------------------
 
@@ -234,6 +236,8 @@ class Executor:
             return await (self.catalogs.verify(conn) if verify else self.catalogs.get(conn))
         except PgMcpError:
             raise
+        except TimeoutError:
+            raise _no_answer(self._catalog_deadline, False) from None
         except Exception as exc:
             raise self._fail(exc) from exc
 
