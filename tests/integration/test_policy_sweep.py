@@ -6,8 +6,8 @@ a function that runs SQL text. After each group of calls the effect probes run: 
 held, large objects, a sacrificial backend still alive, files in the data directory (not the
 temp directory: other sessions of a shared server use it),
 replication slots and origins, statistics reset times, and the next call's role and settings on
-the same pooled session (pool of one). The counts are printed; any effect fails the test and
-names the statements of the group that passed (the suspects).
+the same pooled session (pool of one). The counts are printed; any effect fails the test, after
+the group's passing statements are run again one at a time to name the one that had it.
 """
 
 from __future__ import annotations
@@ -99,49 +99,106 @@ def statements(rows: list[Any]) -> list[str]:
     return out
 
 
-async def test_no_function_in_the_catalog_has_an_effect_through_execute_query(module_db: PgServer) -> None:
-    admin = await asyncpg.connect(module_db.dsn())
-    sacrificial = await asyncpg.connect(module_db.dsn())
+async def sweep(
+    db: PgServer, todo: list[str] | None = None, *, trap: str | None = None
+) -> tuple[Counter[str], list[str]]:
+    """Run ``todo`` (default: the whole catalog) through execute_query; the outcomes and the effects.
+
+    ``trap``: SQL run by the admin first, with ``{pid}`` the sacrificial backend (for the test
+    that shows the sweep sees an effect).
+    """
+    admin = await asyncpg.connect(db.dsn())
+    sacrificial = await asyncpg.connect(db.dsn())
+    outcomes: Counter[str] = Counter()
+    effects: list[str] = []
     try:
         sacrificial_pid = await sacrificial.fetchval("SELECT pg_backend_pid()")
-        todo = statements(await admin.fetch(CANDIDATES))
-        outcomes: Counter[str] = Counter()
-        effects: list[str] = []
-        started = time.perf_counter()
-        async with running(module_db, readonly_mode=True, db_pool_size=1, query_timeout=3) as (_, client):
-            session = await call(client, "execute_query", connection_id="default", query=SESSION)
-            assert session["success"], session
-            before = dict(await admin.fetchrow(EFFECTS, sacrificial_pid))
+        if trap is not None:
+            await admin.execute(trap.format(pid=sacrificial_pid))
+        if todo is None:
+            todo = statements(await admin.fetch(CANDIDATES))
+        async with running(db, readonly_mode=True, db_pool_size=1, query_timeout=3) as (_, client):
+
+            async def state() -> dict[str, Any]:
+                """Every effect class, the pooled session's role and settings included."""
+                found = dict(await admin.fetchrow(EFFECTS, sacrificial_pid))
+                session = await call(client, "execute_query", connection_id="default", query=SESSION)
+                found["session"] = session.get("rows")
+                return found
+
+            async def run(sql: str) -> str:
+                data = await call(client, "execute_query", connection_id="default", query=sql)
+                if data["success"]:
+                    return "passed"
+                return (
+                    "refused by policy"
+                    if data["error_type"] == "query_blocked"
+                    else "stopped by the database"
+                )
+
+            before = await state()
+            assert before["session"], "the session probe must itself pass"
             for start in range(0, len(todo), GROUP):
                 passed: list[str] = []
                 for sql in todo[start : start + GROUP]:
-                    data = await call(client, "execute_query", connection_id="default", query=sql)
-                    if data["success"]:
-                        outcomes["passed"] += 1
+                    outcome = await run(sql)
+                    outcomes[outcome] += 1
+                    if outcome == "passed":
                         passed.append(sql)
-                    elif data["error_type"] == "query_blocked":
-                        outcomes["refused by policy"] += 1
-                    else:
-                        outcomes["stopped by the database"] += 1
-                after = dict(await admin.fetchrow(EFFECTS, sacrificial_pid))
-                now = await call(client, "execute_query", connection_id="default", query=SESSION)
-                changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
-                if now.get("rows") != session.get("rows"):
-                    changed["session"] = (session.get("rows"), now.get("rows"))
-                if changed:
-                    effects.append(f"{changed} after group {start // GROUP}; suspects: {passed}")
-                    before = after
+                after = await state()
+                if after == before:
+                    continue
+                # Something took effect: run the group's passing statements one by one to name it.
+                named = len(effects)
+                before = after
+                for sql in passed:
+                    await run(sql)
+                    now = await state()
+                    if now != before:
+                        changed = {k: (before[k], now[k]) for k in now if before[k] != now[k]}
+                        effects.append(f"{sql}: {changed}")
+                        before = now
+                if len(effects) == named:
+                    effects.append(
+                        f"group {start // GROUP} changed {after}, no statement alone did: {passed}"
+                    )
         outcomes["tried"] = len(todo)
-        print(  # noqa: T201 (the sweep's report)
-            f"\nsweep: {outcomes['tried']} tried, {outcomes['refused by policy']} refused by policy, "
-            f"{outcomes['stopped by the database']} stopped by the database, "
-            f"{outcomes['passed']} passed without effect, in {time.perf_counter() - started:.1f} s"
-        )
-        assert not effects, "\n".join(effects)
-        assert outcomes["refused by policy"] > 0 and outcomes["passed"] > 0
     finally:
         await sacrificial.close()
         await admin.close()
+    return outcomes, effects
+
+
+async def test_no_function_in_the_catalog_has_an_effect_through_execute_query(module_db: PgServer) -> None:
+    started = time.perf_counter()
+    outcomes, effects = await sweep(module_db)
+    print(  # noqa: T201 (the sweep's report)
+        f"\nsweep: {outcomes['tried']} tried, {outcomes['refused by policy']} refused by policy, "
+        f"{outcomes['stopped by the database']} stopped by the database, "
+        f"{outcomes['passed']} passed without effect, in {time.perf_counter() - started:.1f} s"
+    )
+    assert not effects, "\n".join(effects)
+    assert outcomes["refused by policy"] > 0 and outcomes["passed"] > 0
+
+
+async def test_the_sweep_names_a_function_that_has_an_effect(module_db: PgServer) -> None:
+    """A function mislabelled STABLE (what only the role can stop) is caught and named by the probes."""
+    trap = "CREATE FUNCTION public.sweep_trap() RETURNS bool LANGUAGE sql STABLE AS 'SELECT pg_terminate_backend({pid})'"
+    try:
+        outcomes, effects = await sweep(
+            module_db, ["SELECT 1", "SELECT public.sweep_trap()", "SELECT 2"], trap=trap
+        )
+    finally:
+        conn = await asyncpg.connect(module_db.dsn())
+        try:
+            await conn.execute("DROP FUNCTION IF EXISTS public.sweep_trap()")
+        finally:
+            await conn.close()
+    assert outcomes["passed"] == 3
+    # The backend dies once: the one-by-one rerun cannot repeat it, so the group's suspects are named.
+    assert len(effects) == 1 and "'sacrificial_alive': 0" in effects[0] and "sweep_trap()" in effects[0], (
+        effects
+    )
 
 
 def test_every_probe_type_is_a_real_type() -> None:
