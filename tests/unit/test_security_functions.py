@@ -132,3 +132,17 @@ def test_a_cached_decision_holds_only_for_the_same_catalog() -> None:
     with pytest.raises(QueryBlocked):
         policy.check("SELECT f()", catalog=volatile)
     policy.check("SELECT f()", catalog=harmless)
+
+
+@pytest.mark.parametrize(
+    ("sql", "name"),
+    [
+        ("SELECT x FROM t ORDER BY x USING OPERATOR(public.###)", "vol_op"),
+        ("SELECT x FROM t ORDER BY x USING ###", "vol_op"),
+        ("SELECT JSON_VALUE(j, '$' RETURNING mood) FROM t", "int_to_mood"),
+        ("SELECT * FROM XMLTABLE('/a' PASSING x COLUMNS b mood) x", "int_to_mood"),
+        ("SELECT * FROM f() AS (a mood)", "int_to_mood"),
+    ],
+)
+def test_implicit_calls_by_operator_and_type_name_are_judged(sql: str, name: str) -> None:
+    assert f"'{name}'" in str(refused(READONLY, sql))

@@ -9,9 +9,13 @@ PostgreSQL runs functions where no ``FuncCall`` node appears in the parse tree:
   are plain columns: the catalog tells, see :mod:`pgmcp.security.functions`);
 * **operators** — ``a || b``, ``OPERATOR(s.||)``, ``x = ANY (...)``, ``IN``,
   ``LIKE`` (``~~``), ``SIMILAR TO`` (``~``), ``BETWEEN`` (``>=`` and ``<=``),
-  ``IS DISTINCT FROM`` and ``NULLIF`` (``=``) run the operator's ``oprcode``;
+  ``IS DISTINCT FROM`` and ``NULLIF`` (``=``), ``ORDER BY x USING op`` run the
+  operator's ``oprcode``;
 * **explicit casts** — ``x::t``, ``CAST(x AS t)`` and ``t 'literal'`` run the cast
-  function of the cast to ``t``, or ``t``'s input function.
+  function of the cast to ``t``, or ``t``'s input function; so do the other places a
+  value is converted to a named type (``RETURNING t`` of the JSON functions, ``XMLTABLE``
+  and ``JSON_TABLE`` columns, column definition lists). Every type name of the
+  statement is listed.
 
 :func:`calls_of` lists them from a walked :class:`~pgmcp.security.tree.Tree`,
 with names lower-cased and whether each runs now. Implicit operators (the

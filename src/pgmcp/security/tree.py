@@ -143,8 +143,8 @@ _DISPATCH: Final[dict[str, int]] = {
     "ColumnRef": _K_COLREF,
     "A_Indirection": _K_INDIRECTION,
     "A_Expr": _K_OPERATOR,
-    "TypeCast": _K_CAST,
     "operName": _K_OPERNAME,
+    "useOp": _K_OPERNAME,  # ORDER BY x USING op
     # Leaves with no expression inside, not worth a visit: constants, column
     # references, name lists (function, operator, type names), aliases, and type
     # names (PostgreSQL refuses type modifiers that are not constants).
@@ -157,8 +157,10 @@ _DISPATCH: Final[dict[str, int]] = {
     "name": _K_NAMES,  # CreateOpClassItem.name is a function reference)
     "names": _K_NAMES,
     "alias": _K_SKIP,
-    "typeName": _K_SKIP,
-    "TypeName": _K_SKIP,
+    # A type named in an expression converts a value to it (CAST, ::, RETURNING, XMLTABLE and
+    # JSON_TABLE columns): judged like an explicit cast. Not descended into (modifiers are constants).
+    "typeName": _K_CAST,
+    "TypeName": _K_CAST,
 }
 
 
@@ -234,7 +236,7 @@ class Tree:
             tuple[list[Any], bool]
         ] = []  # field names after the first (ColumnRef, A_Indirection)
         self.operators: list[tuple[list[Any], bool]] = []  # operator name lists (A_Expr, SubLink)
-        self.casts: list[tuple[dict[str, Any], bool]] = []  # TypeName of an explicit cast
+        self.casts: list[tuple[dict[str, Any], bool]] = []  # TypeName a value is converted to
 
 
 def walk(root: dict[str, Any]) -> Tree:
@@ -284,10 +286,7 @@ def walk(root: dict[str, Any]) -> Tree:
                         tree.operators.append((value.get("name") or [], runs))
                         push(value)
                     elif code == _K_CAST:
-                        type_name = value.get("typeName")
-                        if isinstance(type_name, dict):
-                            tree.casts.append((type_name, runs))
-                        push(value)
+                        tree.casts.append((value, runs))
                     elif code == _K_DEFN:
                         stmts.append((key, value, runs))
                         subtrees.append((value, False))
