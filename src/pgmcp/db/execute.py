@@ -2,8 +2,9 @@
 
 For every call, in this order:
 
-1. the policy decides (``security.Policy.check``); a refusal is counted, logged
-   and raised before any connection is taken;
+1. the policy decides (``security.Policy.check``), with the function catalog of the
+   target database (``db.catalog``: in memory in steady state); a refusal is counted,
+   logged and raised before any connection is taken for the statement;
 2. a pooled connection is acquired within ``CONNECTION_TIMEOUT``;
 3. one transaction opens, ``READ ONLY`` when the tool, the connection or
    ``READONLY_MODE`` asks for it, with ``SET LOCAL statement_timeout`` from
