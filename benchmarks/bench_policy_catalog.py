@@ -20,14 +20,18 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
-import asyncpg
-from benchmarks.bench_policy import QUERY, median_us
-from benchmarks.common import LOCAL_DSN
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pgmcp.db.catalog import CHECK_INTERVAL, FINGERPRINT, load_catalog
-from pgmcp.security import Policy
+import asyncpg  # noqa: E402
+from bench_policy import QUERY, median_us  # noqa: E402
+from common import LOCAL_DSN  # noqa: E402
+
+from pgmcp.db.catalog import CHECK_INTERVAL, FINGERPRINT, load_catalog  # noqa: E402
+from pgmcp.security import Policy  # noqa: E402
 
 CALLS_QUERY = (
     "SELECT (o.id)::text || ':' || c.name, (c.meta).jsonb_typeof, lower(c.name) COLLATE \"C\", "
