@@ -1,8 +1,8 @@
 """Settings: one typed object built once from the environment, ``.env`` and ``MCP_CONFIG_FILE``.
 
 Nothing else in pgmcp reads ``os.environ`` for configuration (the one
-exception is ``password_env``: the *name* of a variable holding a password,
-resolved in :func:`resolve_password`).
+exceptions are ``password_env``, ``ssh_key_env`` and ``ssh_password_env``: the
+*names* of variables holding a secret, resolved in :func:`resolve_secret_env`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,18 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pgmcp.dsn import DsnError, parse_dsn
 from pgmcp.errors import InvalidInput, register_secret
 
-__all__ = ["ConnectionSpec", "Settings", "SettingsError", "load_settings", "resolve_password"]
+__all__ = [
+    "ConnectionSpec",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "resolve_password",
+    "spec_fields_from_dsn",
+    "resolve_secret_env",
+]
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 CsvList = Annotated[list[str], NoDecode]
@@ -45,6 +54,53 @@ class ConnectionSpec(BaseModel):
     ssl_key: str | None = None
     ssl_root_cert: str | None = None
     readonly: bool = False
+    # /readyz answers 503 while a required connection does not answer. The 'default'
+    # connection is required; MCP_CONFIG_FILE connections when they say `required = true`.
+    required: bool = False
+    # SSH tunnel through a bastion host (db/tunnel.py); secrets only by the name of a variable.
+    ssh_host: str | None = None
+    ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_user: str | None = None
+    ssh_key_env: str | None = None
+    ssh_password_env: str | None = None
+    ssh_known_hosts: str | None = None
+
+    @model_validator(mode="after")
+    def _ssh_is_complete(self) -> ConnectionSpec:
+        given = [name for name in _SSH_FIELDS if getattr(self, name) is not None]
+        if self.ssh_host is None:
+            if given:
+                raise ValueError(f"{given[0]} is given without ssh_host (the SSH server to tunnel through)")
+            return self
+        if not self.ssh_user:
+            raise ValueError("ssh_host needs ssh_user (the user to log in as on the SSH server)")
+        if not (self.ssh_key_env or self.ssh_password_env):
+            raise ValueError(
+                "ssh_host needs ssh_key_env or ssh_password_env: the name of a server-side "
+                "environment variable holding the private key (or its file path) or the password"
+            )
+        return self
+
+
+_SSH_FIELDS = ("ssh_user", "ssh_key_env", "ssh_password_env", "ssh_known_hosts")
+
+
+def spec_fields_from_dsn(dsn: str) -> dict[str, Any]:
+    """The ConnectionSpec fields of a postgresql:// URI, with libpq's defaults for what it omits
+    (host localhost, port 5432, user postgres, database = the user). Its password is remembered
+    as a secret, so no output ever shows it.
+
+    Raises:
+        DsnError: the URI cannot be used (the message never shows the password).
+    """
+    fields = parse_dsn(dsn)
+    register_secret(fields.get("password"))
+    fields.setdefault("host", "localhost")
+    fields.setdefault("user", "postgres")
+    fields.setdefault("database", fields["user"])
+    if "password" in fields:
+        fields["password"] = SecretStr(fields["password"])
+    return fields
 
 
 class SettingsError(Exception):
@@ -97,7 +153,16 @@ class Settings(BaseSettings):
 
     # --- pools ------------------------------------------------------------
     default_pool_size: int = Field(10, ge=1, le=1000, description="Pool size of a new connection.")
-    max_connections: int = Field(20, ge=1, description="Upper bound on the sum of all pool sizes.")
+    max_connections: int = Field(
+        20,
+        ge=1,
+        description="Most connections open at once, all pools together (pools grow on demand to pool_size).",
+    )
+    pool_idle_timeout: float = Field(
+        300,
+        gt=0,
+        description="Seconds after which an idle pooled connection is closed (each pool keeps one warm).",
+    )
     connection_timeout: float = Field(
         30, gt=0, description="Seconds to open a connection or get one from a pool."
     )
@@ -106,6 +171,13 @@ class Settings(BaseSettings):
     # --- policy -----------------------------------------------------------
     readonly_mode: bool = Field(
         False, description="Only read statements anywhere; transactions run READ ONLY."
+    )
+    readonly_role: str | None = Field(
+        None,
+        description="A role every read path switches to (SET LOCAL ROLE): reads meet its grants.",
+    )
+    refuse_superuser: bool = Field(
+        False, description="Refuse connections whose database role is a superuser."
     )
     allowed_operations: CsvList = Field(
         default_factory=lambda: ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "EXPLAIN"],
@@ -152,7 +224,11 @@ class Settings(BaseSettings):
     max_result_bytes: int = Field(1048576, ge=1024, description="Cap on the JSON size of returned rows.")
     wrap_untrusted_data: bool = Field(True, description="Wrap database data in untrusted-data boundaries.")
 
-    # --- default connection (DB_*) -----------------------------------------
+    # --- default connection (DATABASE_URL or DB_*) -------------------------
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql:// URI of the 'default' connection (instead of DB_HOST, DB_PORT, ...).",
+    )
     db_host: str | None = Field(
         None, description="Host of the 'default' connection; unset = embedded PostgreSQL."
     )
@@ -166,9 +242,14 @@ class Settings(BaseSettings):
     db_ssl_mode: SslMode = Field(
         "prefer", description="TLS mode: disable, allow, prefer, require, verify-ca, verify-full."
     )
-    db_ssl_cert: str | None = Field(None, description="Client certificate file.")
-    db_ssl_key: str | None = Field(None, description="Client key file.")
-    db_ssl_root_cert: str | None = Field(None, description="CA certificate file.")
+    db_ssl_cert: str | None = Field(
+        None, description="Client certificate file of 'default', presented in every TLS mode."
+    )
+    db_ssl_key: str | None = Field(None, description="Key file of DB_SSL_CERT.")
+    db_ssl_root_cert: str | None = Field(
+        None,
+        description="CA certificate file verify-ca/verify-full trust (also for connections that name none).",
+    )
     pgmcp_data_dir: Path | None = Field(None, description="Data directory of the embedded PostgreSQL.")
     pgmcp_embedded: bool = Field(
         True, description="Without DB_HOST, start the embedded PostgreSQL with demo data as 'default'."
@@ -188,6 +269,18 @@ class Settings(BaseSettings):
     slow_query_threshold_ms: float = Field(1000, ge=0, description="Queries slower than this log slow_query.")
     query_history_size: int = Field(1000, ge=0, description="Queries kept for get_query_history.")
     audit_log_file: Path | None = Field(None, description="Append-only JSON-lines audit file.")
+    console_enabled: bool = Field(
+        True, description="Serve the web console at /console on the HTTP transport."
+    )
+    console_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="With the stdio transport, also serve the web console on 127.0.0.1:P.",
+    )
+    console_session_seconds: int = Field(
+        8 * 3600, ge=60, description="How long a web console login lasts (with MCP_AUTH_TOKEN)."
+    )
     audit_log_max_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Audit file size before rotation."
     )
@@ -229,6 +322,11 @@ class Settings(BaseSettings):
     def _upper(cls, value: list[str]) -> list[str]:
         return [v.upper() for v in value]
 
+    @field_validator("readonly_role", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("mcp_log_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> Any:
@@ -239,14 +337,28 @@ class Settings(BaseSettings):
         for secret in (self.db_password, self.mcp_auth_token):
             if secret is not None:
                 register_secret(secret.get_secret_value())
+        if self.database_url is not None:
+            if self.db_host:
+                raise ValueError("database_url: give either DATABASE_URL or DB_HOST, not both")
+            try:
+                spec_fields_from_dsn(self.database_url.get_secret_value())
+            except DsnError as exc:
+                raise ValueError(f"database_url: {exc}") from None
         return self
 
     @property
     def embedded(self) -> bool:
-        """True when no DB_HOST is given: the embedded PostgreSQL serves 'default'."""
-        return not self.db_host
+        """True when neither DATABASE_URL nor DB_HOST is given: the embedded PostgreSQL serves 'default'."""
+        return not self.db_host and self.database_url is None
 
     def default_connection(self) -> ConnectionSpec | None:
+        tls = {"ssl_mode": self.db_ssl_mode, "ssl_cert": self.db_ssl_cert, "ssl_key": self.db_ssl_key}
+        tls["ssl_root_cert"] = self.db_ssl_root_cert
+        if self.database_url is not None:
+            fields = {**tls, **spec_fields_from_dsn(self.database_url.get_secret_value())}
+            return ConnectionSpec(
+                connection_id="default", pool_size=self.db_pool_size, required=True, **fields
+            )
         if not self.db_host:
             return None
         return ConnectionSpec(
@@ -257,20 +369,24 @@ class Settings(BaseSettings):
             user=self.db_user,
             password=self.db_password,
             pool_size=self.db_pool_size,
-            ssl_mode=self.db_ssl_mode,
-            ssl_cert=self.db_ssl_cert,
-            ssl_key=self.db_ssl_key,
-            ssl_root_cert=self.db_ssl_root_cert,
+            required=True,
+            **tls,
         )
 
 
 def _first_error_line(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "settings"
+    msg = err["msg"]
+    loc = ".".join(str(p) for p in err["loc"])
+    if not loc and msg.startswith("Value error, ") and ": " in msg:
+        # A check across settings (model validator) says which one: "Value error, name: message".
+        loc, _, msg = msg.removeprefix("Value error, ").partition(": ")
+    loc = loc or "settings"
     name = loc.upper() if "." not in loc else loc
     value = err.get("input")
-    shown = "" if name.endswith(("PASSWORD", "TOKEN")) or isinstance(value, dict) else f" (got {value!r})"
-    return f"Invalid setting {name}{shown}: {err['msg']}"
+    secret = name.endswith(("PASSWORD", "TOKEN", "URL"))
+    shown = "" if secret or isinstance(value, dict) else f" (got {value!r})"
+    return f"Invalid setting {name}{shown}: {msg}"
 
 
 def _load_config_file(path: Path) -> list[ConnectionSpec]:
@@ -292,17 +408,48 @@ def _load_config_file(path: Path) -> list[ConnectionSpec]:
                 f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] has a password; "
                 "use password_env (the name of an environment variable holding it)"
             )
+        if "dsn" in body:
+            body = _config_dsn(conn_id, body)
+        for secret in ("ssh_key", "ssh_password"):
+            if secret in body:
+                raise SettingsError(
+                    f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] has {secret}; use "
+                    f"{secret}_env (the name of an environment variable holding it)"
+                )
         try:
             specs.append(ConnectionSpec(connection_id=conn_id, **body))
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
+            where = f"{field}: " if field else ""
             raise SettingsError(
-                f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] {field}: {err['msg']}"
+                f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] {where}{err['msg']}"
             ) from exc
-        if specs[-1].password_env:
-            register_secret(os.environ.get(specs[-1].password_env))
+        for name in (specs[-1].password_env, specs[-1].ssh_key_env, specs[-1].ssh_password_env):
+            if name:
+                register_secret(os.environ.get(name))
     return specs
+
+
+def _config_dsn(conn_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A config-file connection given by ``dsn``: its parts, beside the table's other keys."""
+    where = f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}]"
+    rest = {k: v for k, v in body.items() if k != "dsn"}
+    dsn = body["dsn"]
+    if not isinstance(dsn, str):
+        raise SettingsError(f"{where} dsn: must be a postgresql:// URI string")
+    try:
+        fields = spec_fields_from_dsn(dsn)
+    except DsnError as exc:
+        raise SettingsError(f"{where} dsn: {exc}") from None
+    if "password" in fields:
+        raise SettingsError(
+            f"{where} dsn has a password; use password_env (the name of a variable holding it)"
+        )
+    given = sorted(set(fields) & set(rest) & {"host", "port", "database", "user"})
+    if given:
+        raise SettingsError(f"{where} gives {', '.join(given)} both in dsn and as keys; give them once")
+    return {**fields, **rest}
 
 
 def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Settings:
@@ -323,11 +470,18 @@ def resolve_password(spec: ConnectionSpec) -> str | None:
     if spec.password is not None:
         return spec.password.get_secret_value()
     if spec.password_env:
-        value = os.environ.get(spec.password_env)
-        if value is None:
-            raise InvalidInput(
-                f"password_env names {spec.password_env!r}, which is not set in the server's environment"
-            )
-        register_secret(value)
-        return value
+        return resolve_secret_env(spec.password_env, "password_env")
     return None
+
+
+def resolve_secret_env(name: str, parameter: str) -> str:
+    """The value of the server-side variable ``name`` that ``parameter`` names, remembered as a secret.
+
+    Raises:
+        InvalidInput: the variable is not set (the message names it, never a value).
+    """
+    value = os.environ.get(name)
+    if value is None:
+        raise InvalidInput(f"{parameter} names {name!r}, which is not set in the server's environment")
+    register_secret(value)
+    return value

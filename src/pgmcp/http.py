@@ -1,7 +1,15 @@
-"""The HTTP edge: ``/mcp`` (Streamable HTTP), ``/health``, ``/metrics``, ``/connections`` and auth.
+"""The HTTP edge: ``/mcp`` (Streamable HTTP), ``/health``, ``/livez``, ``/readyz``, ``/metrics``,
+``/connections`` and auth.
 
 - ``/health`` is open (Kubernetes probes) and answers from cached probes only,
   so it is fast even when a database hangs; 503 when unhealthy.
+- ``/livez`` (open) is 200 while the process serves; it never touches a database,
+  so a database outage does not make Kubernetes restart every pod.
+- ``/readyz`` (open) is 503 while the server drains (after SIGTERM) or while a
+  *required* connection does not answer a probe (``default``, and MCP_CONFIG_FILE
+  connections with ``required = true``); 200 otherwise.
+- ``/console`` (:mod:`pgmcp.console`) checks the same token itself, from a
+  login form's session cookie or the bearer header.
 - With ``MCP_AUTH_TOKEN`` set, every other path needs ``Authorization: Bearer
   <token>`` (constant-time compare); 401 with ``WWW-Authenticate`` otherwise.
 - The SDK's transport security checks ``Host``/``Origin`` on ``/mcp``;
@@ -33,7 +41,9 @@ __all__ = ["build_http_app", "is_loopback"]
 
 _log = get_logger("pgmcp.http")
 
-OPEN_PATHS = frozenset({"/health", "/healthz", "/ready"})
+OPEN_PATHS = frozenset({"/health", "/healthz", "/ready", "/livez", "/readyz"})
+# A readiness probe must answer within Kubernetes' timeoutSeconds (3 s in deployment/k8s).
+READY_PROBE_SECONDS = 2.0
 
 
 def is_loopback(host: str) -> bool:
@@ -130,6 +140,24 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
         report = {"success": True, **observe.health()}
         return json_response(report, status=503 if report["status"] == "unhealthy" else 200)
 
+    async def livez(_: Request) -> Response:
+        return json_response({"status": "alive"})
+
+    async def readyz(_: Request) -> Response:
+        if server.draining:
+            return json_response({"ready": False, "status": "draining"}, status=503)
+        required = [c for c in app.registry.all() if c.spec.required]
+        timeout = min(READY_PROBE_SECONDS, settings.connection_timeout)
+        # A probe of a pool busy with calls reports its last result: busy is not unready.
+        healths = await asyncio.gather(*(app.registry.probe(c, timeout=timeout) for c in required))
+        report = {
+            c.connection_id: {"is_healthy": h.is_healthy, "error": h.error}
+            for c, h in zip(required, healths, strict=True)
+        }
+        ready = all(h.is_healthy is not False for h in healths)
+        body = {"ready": ready, "status": "ready" if ready else "not_ready", "connections": report}
+        return json_response(body, status=200 if ready else 503)
+
     async def metrics(_: Request) -> Response:
         if not settings.enable_metrics:
             return json_response(
@@ -149,6 +177,8 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
     metadata_url = None
     routes: list[tuple[str, Any]] = [
         ("/health", health),
+        ("/livez", livez),
+        ("/readyz", readyz),
         ("/metrics", metrics),
         ("/connections", connections),
     ]
@@ -184,9 +214,14 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
     if settings.mcp_http_fast_path:
         asgi = HttpFastPath(asgi, server)
     authenticator = Authenticator(settings)
-    if not authenticator.enabled:
-        return _QuietShutdown(_Anonymous(asgi))
-    return _QuietShutdown(AuthMiddleware(asgi, authenticator, metadata_url))
+    guarded: ASGIApp = (
+        _Anonymous(asgi) if not authenticator.enabled else AuthMiddleware(asgi, authenticator, metadata_url)
+    )
+    if settings.console_enabled:
+        from pgmcp.console import Console
+
+        guarded = Console(app, authenticator).mount(guarded)  # /console: its own login, same token
+    return _QuietShutdown(guarded)
 
 
 class _CancelOnDisconnect:

@@ -26,7 +26,17 @@ EXPECTED_TOOLS: dict[str, set[str]] = {
         "password_env",
         "pool_size",
         "ssl_mode",
+        "ssl_root_cert",
+        "ssl_cert",
+        "ssl_key",
         "readonly",
+        "ssh_host",
+        "ssh_port",
+        "ssh_user",
+        "ssh_key_env",
+        "ssh_password_env",
+        "ssh_known_hosts",
+        "dsn",
     },
     "remove_connection": {"connection_id"},
     "list_connections": set(),
@@ -300,7 +310,14 @@ async def test_explain_analyze_of_a_write_is_rolled_back(client: Client, conn: a
 async def test_connections_can_be_added_tested_listed_and_removed(client: Client, demo: PgServer) -> None:
     added = await call_ok(client, "add_connection", connection_id="second", pool_size=2, **demo.spec_args())
     assert added["message"] == "Connection established successfully"
-    assert added["pool_stats"] == {"size": 2, "idle_connections": 2, "active_connections": 0}
+    # The pool opens one connection (the one add_connection tests) and grows on demand to 2.
+    assert added["pool_stats"] == {
+        "size": 2,
+        "open": 1,
+        "idle_connections": 1,
+        "active_connections": 0,
+        "waiting": 0,
+    }
     tested = await call_ok(client, "test_connection", connection_id="second")
     assert tested["is_healthy"] is True
     assert tested["server_version"]

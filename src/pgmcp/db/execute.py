@@ -8,21 +8,23 @@ For every call, in this order:
 2. a pooled connection is acquired within ``CONNECTION_TIMEOUT``;
 3. one transaction opens, ``READ ONLY`` when the tool, the connection or
    ``READONLY_MODE`` asks for it, with ``SET LOCAL statement_timeout`` from
-   ``QUERY_TIMEOUT`` so the server itself stops runaway work — both sent in a
-   single round trip;
+   ``QUERY_TIMEOUT`` so the server itself stops runaway work, and on a read path
+   ``SET LOCAL ROLE`` to ``READONLY_ROLE`` when it is set — all sent in a single round trip;
 4. parameters are converted to the types PostgreSQL inferred for ``$1``, ``$2`` …;
 5. the statement runs through the extended protocol (never the simple one, so a
    stacked ``; COMMIT; DROP …`` cannot end the transaction) from the prepared-
    statement cache; rows are read through a portal, at most ``fetch_size`` + 1;
-6. the transaction commits (or rolls back: always for ``explain_query``); a READ ONLY
-   transaction's COMMIT is not waited for by ``execute_query`` and the catalog tools, whose
-   rows are all read by then (the connection is reused only once it is back);
+6. the transaction commits, or rolls back: always for ``explain_query`` and every READ ONLY
+   transaction (a read never commits); the session reset rides in the same round trip
+   (``db/session.py``). ``execute_query`` and the catalog tools do not wait for a READ ONLY
+   transaction's end, their rows are all read by then (the connection is reused only once
+   it is back);
 7. rows become JSON values, capped at ``MAX_RESULT_BYTES``;
 8. duration, outcome and row count go to the monitor (metrics, logs, history).
 
-A failure or cancellation rolls back and marks the connection for a full reset
-(session settings, cursors, advisory locks, prepared statements) before it
-returns to the pool.
+A failure or cancellation rolls back and marks the connection for the full reset
+(role, settings, cursors, advisory locks, LISTEN, temporary objects, prepared
+statements of SQL) before it returns to the pool.
 """
 
 from __future__ import annotations
@@ -39,11 +41,14 @@ import orjson
 
 from pgmcp.auth import current_call, current_principal
 from pgmcp.config import Settings
+from pgmcp.db import session
 from pgmcp.db.catalog import CatalogCache
 from pgmcp.db.convert import column_info, convert_params, make_row_encoder, params_converter
+from pgmcp.db.privileges import refuse, set_role_sql
 from pgmcp.db.registry import Connection, ConnectionRegistry, PgMcpConnection
 from pgmcp.errors import (
     ConnectionFailed,
+    DatabaseError,
     InvalidInput,
     LimitExceeded,
     PgMcpError,
@@ -175,6 +180,13 @@ class Executor:
         # The catalog's queries get what one statement of a call gets (see _transaction's deadline).
         self._catalog_deadline = settings.query_timeout + settings.connection_timeout
         self.catalogs = CatalogCache(registry, timeout=self._catalog_deadline)
+        # Our own text, one round trip each. READONLY_ROLE: reads meet that role's grants.
+        timeout = f"SET LOCAL statement_timeout = {self._timeout_ms}"
+        role = f"; {set_role_sql(settings.readonly_role)}" if settings.readonly_role else ""
+        self._begin = {
+            True: f"BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY; {timeout}{role}",
+            False: f"BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE; {timeout}",
+        }
 
     # --- policy ---------------------------------------------------------------
 
@@ -256,15 +268,12 @@ class Executor:
     ) -> AsyncIterator[PgMcpConnection]:
         """A transaction on a pooled connection, committed (or rolled back) when the body ends.
 
-        With ``answer_before_commit`` a READ ONLY transaction's COMMIT is sent without waiting
-        for it (``ConnectionRegistry.commit_after_answer``): the body has read everything, and
-        nothing it did depends on the COMMIT. This takes a round trip off the caller's latency.
+        READ ONLY transactions always roll back. With ``answer_before_commit`` their ROLLBACK
+        and session reset are sent without waiting for them
+        (``ConnectionRegistry.commit_after_answer``): the body has read everything, and nothing
+        it did depends on the transaction's end. This takes a round trip off the caller's latency.
         """
-        mode = "READ ONLY" if readonly else "READ WRITE"
-        # One round trip: both are our own text, never a caller's.
-        begin = (
-            f"BEGIN ISOLATION LEVEL READ COMMITTED {mode}; SET LOCAL statement_timeout = {self._timeout_ms}"
-        )
+        begin = self._begin[readonly]
         # The database stops each statement at QUERY_TIMEOUT; this deadline is for a database
         # that stops answering altogether (hung, or the network gone), where statement_timeout
         # never fires and the call would otherwise wait forever.
@@ -275,13 +284,20 @@ class Executor:
                 try:
                     async with asyncio.timeout(deadline) as budget:
                         try:
+                            if conn.privileges is None:  # the database was down when the pool opened
+                                conn.privileges = await self.registry.inspect_privileges(conn, c)
+                            elif conn.privileges.refusal:
+                                refuse(conn.privileges)
                             await c.execute(begin)
                         except Exception as exc:
                             # A pooled connection the database dropped while it sat idle (a restart)
                             # can still look open for a moment. Nothing of the caller's has run yet,
                             # so one retry on a fresh connection is safe.
                             if attempt == 1 and _is_stale(exc):
-                                c.terminate()
+                                # Lost already (an SSH tunnel dropped): asyncpg has detached
+                                # the proxy, and terminate() on it would raise.
+                                with contextlib.suppress(asyncpg.InterfaceError):
+                                    c.terminate()
                                 continue
                             raise
                         phase = "statement"
@@ -293,13 +309,12 @@ class Executor:
                                     await c.execute("ROLLBACK")
                             raise
                         phase = "COMMIT"
-                        # RESET ALL in the same round trip: a user-defined function may have
-                        # changed a session setting (set_config(..., false)), and the next
-                        # caller on this pooled connection must not inherit it.
-                        if answer_before_commit and readonly and not rollback:
-                            self.registry.commit_after_answer(conn, c, "COMMIT; RESET ALL")
+                        # A read never commits. The session reset rides in the same round trip
+                        # (db/session.py): nothing a function body left reaches the next caller.
+                        if answer_before_commit and readonly:
+                            self.registry.commit_after_answer(conn, c, "ROLLBACK")
                         else:
-                            await c.execute("ROLLBACK; RESET ALL" if rollback else "COMMIT; RESET ALL")
+                            await session.end_transaction(c, "ROLLBACK" if rollback or readonly else "COMMIT")
                 except TimeoutError:
                     if not budget.expired():
                         raise
@@ -331,10 +346,17 @@ class Executor:
 
     def _fail(self, exc: BaseException) -> PgMcpError:
         if isinstance(exc, asyncpg.InternalClientError) and not isinstance(exc, PgMcpError):
-            # asyncpg's protocol state machine tripped over a connection the server dropped
-            # ("cannot switch to state 12; another operation (2) is in progress").
-            return ConnectionFailed(
-                f"Connection to the database failed: the server ended the session mid-call ({exc}); retry the call"
+            if "cannot switch to state" in str(exc) or "another operation" in str(exc):
+                # asyncpg's protocol state machine tripped over a connection the server dropped
+                # ("cannot switch to state 12; another operation (2) is in progress").
+                return ConnectionFailed(
+                    f"Connection to the database failed: the server ended the session mid-call ({exc}); "
+                    "retry the call"
+                )
+            # Anything else is the driver failing to read a result (a type it cannot decode):
+            # the connection is fine, and a retry would fail the same way.
+            return DatabaseError(
+                f"The driver could not read this result ({exc}); cast the column to text (column::text)"
             )
         return from_postgres(exc, timeout_seconds=self.settings.query_timeout)
 

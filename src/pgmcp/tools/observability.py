@@ -23,7 +23,13 @@ class ObservabilityTools:
         """Server health: status, connections, memory/CPU/disk, uptime and warnings."""
         # On demand: probe now (short timeout), then report.
         await self.app.registry.probe_all(timeout=min(2.0, self.app.settings.connection_timeout))
-        return {"success": True, **self.health()}
+        report = self.health()
+        # The role's powers go to the tool only, not to the unauthenticated /health.
+        for conn in self.app.registry.all():
+            entry = report["connections"].get(conn.connection_id)
+            if entry is not None and conn.privileges is not None:
+                entry.update(conn.privileges.report())
+        return {"success": True, **report}
 
     async def get_metrics(self) -> dict[str, Any]:
         """Query counts (total, failed, blocked), average and p95 time, per-type counts, pools, system."""
