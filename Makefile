@@ -56,6 +56,12 @@ typecheck: install
 bench: install
 	$(PY) benchmarks/run.py
 
+## The third-party MCP clients the tests run (tests/clients: the conformance suite, the TypeScript
+## SDK, Node 22 from npm); tests/integration/test_third_party_clients.py runs npm ci itself when needed.
+.PHONY: clients
+clients:
+	cd tests/clients && npm ci --no-fund --no-audit --loglevel=error
+
 ## pgmcp beside the node peers (npm packages in benchmarks/peers; needs Node.js and npm).
 bench-peers: install
 	$(PY) benchmarks/peers.py

@@ -223,6 +223,19 @@ class Settings(BaseSettings):
     max_fetch_size: int = Field(100000, ge=1, description="Largest fetch_size a caller may ask for.")
     max_result_bytes: int = Field(1048576, ge=1024, description="Cap on the JSON size of returned rows.")
     wrap_untrusted_data: bool = Field(True, description="Wrap database data in untrusted-data boundaries.")
+    confirm_writes: Literal["never", "destructive", "always"] = Field(
+        "never",
+        description="Ask the user before writes run: never, destructive (DELETE/UPDATE/MERGE/TRUNCATE/DROP/ALTER "
+        "or a preview above CONFIRM_ROWS_THRESHOLD rows) or always.",
+    )
+    confirm_rows_threshold: int = Field(
+        1000,
+        ge=0,
+        description="With CONFIRM_WRITES=destructive, a write touching more rows is confirmed too.",
+    )
+    progress_interval: float = Field(
+        5, gt=0, description="Seconds between progress notifications of a long execute_query."
+    )
 
     # --- default connection (DATABASE_URL or DB_*) -------------------------
     database_url: SecretStr | None = Field(

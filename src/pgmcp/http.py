@@ -31,7 +31,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgmcp.app import AppContext
-from pgmcp.auth import ANONYMOUS, Authenticator, AuthError
+from pgmcp.auth import ANONYMOUS, Authenticator, AuthError, Principal
 from pgmcp.fastpath import HttpFastPath
 from pgmcp.logs import get_logger
 from pgmcp.server import PgMcpServer
@@ -238,6 +238,10 @@ class _CancelOnDisconnect:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # The requests in flight in this process, by (caller, JSON-RPC id): a
+        # notifications/cancelled POST from the same caller cancels its request here
+        # (the TypeScript client keeps the request's POST open and sends one).
+        self._in_flight: dict[tuple[str, str], anyio.CancelScope] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST":
@@ -246,16 +250,24 @@ class _CancelOnDisconnect:
         body_done = asyncio.Event()
         gone = asyncio.Event()
         answered = False
+        chunks: list[bytes] = []
+        registered: tuple[str, str] | None = None
+        scope_holder: list[anyio.CancelScope] = []
 
         async def app_receive() -> Message:
+            nonlocal registered
             if body_done.is_set():  # after the body only a disconnect can come; the watcher owns it
                 await gone.wait()
                 return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.disconnect":
                 gone.set()
-            elif not message.get("more_body", False):
-                body_done.set()
+            else:
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    body_done.set()
+                    registered = self._track(scope, b"".join(chunks), scope_holder[0])
+                    chunks.clear()
             return message
 
         async def app_send(message: Message) -> None:
@@ -276,8 +288,49 @@ class _CancelOnDisconnect:
                     tg.cancel_scope.cancel()
 
             tg.start_soon(watch)
-            await self.app(scope, app_receive, app_send)
+            with anyio.CancelScope() as call:
+                scope_holder.append(call)
+                try:
+                    await self.app(scope, app_receive, app_send)
+                finally:
+                    if registered is not None and self._in_flight.get(registered) is call:
+                        del self._in_flight[registered]
             tg.cancel_scope.cancel()
+        if call.cancelled_caught and not answered and not gone.is_set():
+            # Cancelled by notifications/cancelled: the spec wants no JSON-RPC response; the
+            # POST still gets an HTTP one, empty.
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.start", "status": 204, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+
+    def _track(self, scope: Scope, body: bytes, cancel: anyio.CancelScope) -> tuple[str, str] | None:
+        """Register a request's cancel scope, or act on a notifications/cancelled; the key, if registered."""
+        if len(body) > 65536 and b'"notifications/cancelled"' not in body[:200]:
+            return None  # a big request (a batch): parsed only by the SDK; its disconnect still cancels it
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(message, dict):
+            return None
+        state = scope.get("state") or {}
+        principal = state.get("pgmcp_principal")
+        caller = principal.subject if isinstance(principal, Principal) else ""
+        if message.get("method") == "notifications/cancelled":
+            params = message.get("params")
+            target = params.get("requestId") if isinstance(params, dict) else None
+            if isinstance(target, str | int) and not isinstance(target, bool):
+                running = self._in_flight.pop((caller, str(target)), None)
+                if running is not None:
+                    _log.info("request_cancelled", path=scope.get("path"), reason="notifications/cancelled")
+                    running.cancel()
+            return None
+        rid = message.get("id")
+        if "method" not in message or not isinstance(rid, str | int) or isinstance(rid, bool):
+            return None
+        key = (caller, str(rid))
+        self._in_flight[key] = cancel
+        return key
 
 
 class _QuietShutdown:

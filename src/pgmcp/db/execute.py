@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -504,10 +504,12 @@ class Executor:
         queries: Sequence[tuple[str, Sequence[Any]]],
         *,
         tool: str = "execute_transaction",
+        rollback: bool = False,
     ) -> TransactionResult:
         """Run the statements in one transaction: all commit, or none does.
 
-        Every statement is checked by the policy before the first one runs.
+        Every statement is checked by the policy before the first one runs. With
+        ``rollback`` the transaction is always rolled back: a preview (confirm.py).
 
         Raises:
             StatementFailed: with ``index`` of the failing statement (the database is unchanged).
@@ -531,7 +533,9 @@ class Executor:
         started = time.perf_counter()
         index = 0
         try:
-            async with self._transaction(conn, readonly=readonly, statements=len(queries)) as c:
+            async with self._transaction(
+                conn, readonly=readonly, rollback=rollback, statements=len(queries)
+            ) as c:
                 for index, (query, params) in enumerate(queries):
                     step_started = time.perf_counter()
                     try:
@@ -591,8 +595,14 @@ class Executor:
         params_list: Sequence[Sequence[Any]],
         *,
         tool: str = "batch_execute",
+        rollback: bool = False,
+        progress: Callable[[int, int], Awaitable[None]] | None = None,
     ) -> BatchResult:
-        """Run one statement for every parameter row, pipelined, in one transaction (all or nothing)."""
+        """Run one statement for every parameter row, pipelined, in one transaction (all or nothing).
+
+        With ``rollback`` the transaction is always rolled back (a preview, confirm.py);
+        with ``progress`` the rows go in chunks of PROGRESS_CHUNK, reported as (done, total).
+        """
         conn = self.registry.get(connection_id)
         if not params_list:
             raise InvalidInput("params_list must contain at least one parameter row")
@@ -605,7 +615,9 @@ class Executor:
         readonly = self.readonly_for(conn) or decision.is_read
         started = time.perf_counter()
         try:
-            async with self._transaction(conn, readonly=readonly, statements=len(params_list) + 2) as c:
+            async with self._transaction(
+                conn, readonly=readonly, rollback=rollback, statements=len(params_list) + 2
+            ) as c:
                 stmt = await _prepare(c, query)
                 convert = params_converter(stmt.get_parameters())
                 rows: list[list[Any]] = []
@@ -615,7 +627,12 @@ class Executor:
                     except InvalidInput as bad:
                         raise InvalidInput(f"params_list[{i}]: {bad}") from None
                 before = await c.fetchval(_XACT_CHANGES) if not readonly else 0
-                await stmt.executemany(rows)
+                if progress is None:
+                    await stmt.executemany(rows)
+                else:
+                    for start in range(0, len(rows), PROGRESS_CHUNK):
+                        await stmt.executemany(rows[start : start + PROGRESS_CHUNK])
+                        await progress(min(start + PROGRESS_CHUNK, len(rows)), len(rows))
                 after = await c.fetchval(_XACT_CHANGES) if not readonly else 0
         except Exception as exc:
             failure = self._failed(
@@ -701,6 +718,7 @@ class Executor:
 
 # Statement kinds that cannot create, replace or drop a function, operator or cast.
 _KINDS_WITHOUT_DDL = frozenset({"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "MERGE", "EXPLAIN", "SHOW"})
+PROGRESS_CHUNK = 1000  # batch rows per executemany when the caller asked for progress
 
 _SIZE_CHUNK = 64  # rows sized per orjson call against MAX_RESULT_BYTES
 

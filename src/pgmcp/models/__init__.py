@@ -130,6 +130,7 @@ class TableInfo(BaseModel):
 
 class ListTablesResult(_Result):
     tables: Objects
+    truncated: bool = False
 
 
 class ColumnInfo(BaseModel):

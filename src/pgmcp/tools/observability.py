@@ -32,7 +32,7 @@ class ObservabilityTools:
         return {"success": True, **report}
 
     async def get_metrics(self) -> dict[str, Any]:
-        """Query counts (total, failed, blocked), average and p95 time, per-type counts, pools, system."""
+        """Query counts, average and p95 time, counts per type, pools, system."""
         return {"success": True, **self.app.monitor.snapshot()}
 
     async def get_query_history(
@@ -58,8 +58,7 @@ class ObservabilityTools:
             Field(ge=1, le=BUSINESS_RETENTION_SECONDS, description="How far back to look (max one hour)."),
         ] = BUSINESS_RETENTION_SECONDS,
     ) -> dict[str, Any]:
-        """Business events that plugins recorded (record_business_event) over the last hour:
-        count, sum and average per event type."""
+        """Business events plugins recorded in the last hour: count, sum, average per type."""
         window = self.app.monitor.business_metrics(window_seconds)
         metrics = {
             event: {"count": int(v["count"]), "sum": v["sum"], "avg": v["avg"]} for event, v in window.items()
