@@ -183,7 +183,8 @@ async def test_no_function_in_the_catalog_has_an_effect_through_execute_query(mo
 
 async def test_the_sweep_names_a_function_that_has_an_effect(module_db: PgServer) -> None:
     """A function mislabelled STABLE (what only the role can stop) is caught and named by the probes."""
-    trap = "CREATE FUNCTION public.sweep_trap() RETURNS bool LANGUAGE sql STABLE AS 'SELECT pg_terminate_backend({pid})'"
+    # pg_terminate_backend(pid, 5000) waits until the backend is gone, so the next probe sees it.
+    trap = "CREATE FUNCTION public.sweep_trap() RETURNS bool LANGUAGE sql STABLE AS 'SELECT pg_terminate_backend({pid}, 5000)'"
     try:
         outcomes, effects = await sweep(
             module_db, ["SELECT 1", "SELECT public.sweep_trap()", "SELECT 2"], trap=trap
