@@ -108,7 +108,7 @@ LEGITIMATE_READS = [
     "SELECT relname, n_live_tup FROM pg_stat_user_tables ORDER BY relname",
     "SELECT 1 FROM pg_stat_database WHERE datname = current_database()",
     "SELECT i.id, i.name, upper(i.name) FROM items i WHERE i.id BETWEEN 1 AND 3 AND i.name LIKE 'item%'",
-    "SELECT 'ok'::text, id::text, CAST(id AS bigint), int4('7'), name || '!' FROM items",
+    "SELECT 'ok'::mood, 'ok'::text, id::text, CAST(id AS bigint), int4('7'), name || '!' FROM items",
     "WITH x AS (SELECT id FROM items) SELECT array_agg(id ORDER BY id) FROM x",
     "SELECT txid_current() > 0, pg_current_xact_id() IS NOT NULL",
 ]

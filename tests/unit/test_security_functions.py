@@ -29,7 +29,8 @@ CATALOG = FunctionCatalog.from_rows(
     ],
     operators=[("###", "public", "vol_op")],
     casts=[("mood", "public", "int_to_mood")],
-    types=["int4", "mood", "text"],
+    types=["int4", "mood", "text", "odd"],
+    inputs=[("odd", "public", "odd_in")],
 )
 READONLY = Policy(readonly_mode=True)
 DEV = Policy()
@@ -146,3 +147,11 @@ def test_a_cached_decision_holds_only_for_the_same_catalog() -> None:
 )
 def test_implicit_calls_by_operator_and_type_name_are_judged(sql: str, name: str) -> None:
     assert f"'{name}'" in str(refused(READONLY, sql))
+
+
+def test_a_string_literal_meets_only_the_input_function() -> None:
+    READONLY.check("SELECT 'ok'::mood, CAST('ok' AS mood), mood 'ok', NULL::mood", catalog=CATALOG)
+    assert "'int_to_mood'" in str(refused(READONLY, "SELECT 1::mood"))
+    assert "'int_to_mood'" in str(refused(READONLY, "SELECT ('o' || 'k')::mood"))
+    assert "'odd_in'" in str(refused(READONLY, "SELECT 'x'::odd"))
+    assert "'odd_in'" in str(refused(READONLY, "SELECT 1::odd"))

@@ -74,20 +74,20 @@ JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode
 WHERE p.provolatile = 'v'
 """
 _VOLATILE_CASTS_AND_TYPES: Final = """
-SELECT t.typname, n.nspname, p.proname, NULL::bool
+SELECT t.typname, n.nspname, p.proname, 'cast'
 FROM pg_catalog.pg_cast c
 JOIN pg_catalog.pg_type t ON t.oid = c.casttarget
 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
 JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc
 WHERE p.provolatile = 'v'
 UNION ALL
-SELECT t.typname, n.nspname, p.proname, NULL
+SELECT t.typname, n.nspname, p.proname, 'input'
 FROM pg_catalog.pg_type t
 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
 JOIN pg_catalog.pg_proc p ON p.oid = t.typinput
 WHERE p.provolatile = 'v'
 UNION ALL
-SELECT DISTINCT t.typname, '', '', true FROM pg_catalog.pg_type t
+SELECT DISTINCT t.typname, '', '', 'type' FROM pg_catalog.pg_type t
 """
 FINGERPRINT: Final = """
 SELECT (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_catalog.pg_proc)
@@ -105,8 +105,9 @@ async def load_catalog(c: PgMcpConnection) -> tuple[FunctionCatalog, str]:
     catalog = FunctionCatalog.from_rows(
         functions=[(r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in functions],
         operators=[(r[0], r[1], r[2]) for r in operators],
-        casts=[(r[0], r[1], r[2]) for r in casts_and_types if not r[3]],
-        types=[r[0] for r in casts_and_types if r[3]],
+        casts=[(r[0], r[1], r[2]) for r in casts_and_types if r[3] == "cast"],
+        inputs=[(r[0], r[1], r[2]) for r in casts_and_types if r[3] == "input"],
+        types=[r[0] for r in casts_and_types if r[3] == "type"],
     )
     return catalog, fingerprint
 

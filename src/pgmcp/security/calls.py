@@ -12,7 +12,8 @@ PostgreSQL runs functions where no ``FuncCall`` node appears in the parse tree:
   ``IS DISTINCT FROM`` and ``NULLIF`` (``=``), ``ORDER BY x USING op`` run the
   operator's ``oprcode``;
 * **explicit casts** — ``x::t``, ``CAST(x AS t)`` and ``t 'literal'`` run the cast
-  function of the cast to ``t``, or ``t``'s input function; so do the other places a
+  function of a cast to ``t``, or ``t``'s input function (only that, for a string
+  literal: ``'ok'::mood``); so do the other places a
   value is converted to a named type (``RETURNING t`` of the JSON functions, ``XMLTABLE``
   and ``JSON_TABLE`` columns, column definition lists). Every type name of the
   statement is listed.
@@ -44,7 +45,7 @@ class Calls:
     functions: tuple[tuple[str, str, int, bool], ...] = ()  # (schema or "", name, nargs, runs)
     attributes: tuple[tuple[str, bool], ...] = ()  # (name, runs)
     operators: tuple[tuple[str, str, bool], ...] = ()  # (schema or "", operator, runs)
-    casts: tuple[tuple[str, str, bool], ...] = ()  # (schema or "", target type, runs)
+    casts: tuple[tuple[str, str, bool, bool], ...] = ()  # (schema or "", target type, literal, runs)
 
 
 def names_of(items: Any) -> list[str]:
@@ -80,8 +81,8 @@ def calls_of(tree: Tree) -> Calls:
         elif name:
             operators.append((schema, name, runs))
     casts = []
-    for type_name, runs in tree.casts:
+    for type_name, runs, literal in tree.casts:
         schema, name = _split(names_of(type_name.get("names")))
         if name:
-            casts.append((schema, name, runs))
+            casts.append((schema, name, literal, runs))
     return Calls(tuple(functions), tuple(attributes), tuple(operators), tuple(casts))

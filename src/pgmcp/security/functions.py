@@ -87,14 +87,16 @@ class FunctionCatalog:
     """What one database's catalog says about the functions a statement can reach.
 
     Keys are lower-cased names (quoted and unquoted spellings judged together).
-    ``operators`` and ``casts`` hold only entries whose function is volatile, as
-    ``(schema, function name)``. ``version`` is unique per loaded catalog: the
+    ``operators``, ``casts`` and ``inputs`` hold only entries whose function is volatile,
+    as ``(schema, function name)``: ``casts`` by target type, both cast functions and
+    input functions; ``inputs`` the input functions alone (what a string literal meets). ``version`` is unique per loaded catalog: the
     policy's cache keys on it.
     """
 
     functions: Mapping[str, tuple[Candidate, ...]]
     operators: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     casts: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    inputs: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     types: frozenset[str] = frozenset()
     version: int = field(default_factory=lambda: next(_versions))
 
@@ -105,12 +107,14 @@ class FunctionCatalog:
         operators: Iterable[tuple[str, str, str]] = (),
         casts: Iterable[tuple[str, str, str]] = (),
         types: Iterable[str] = (),
+        inputs: Iterable[tuple[str, str, str]] = (),
     ) -> FunctionCatalog:
         """Build from catalog rows.
 
         ``functions``: (name, schema, volatile, nargs, ndefaults, variadic);
         ``operators``: (operator name, schema, function name) of volatile ``oprcode``;
-        ``casts``: (target type name, type schema, function name) of volatile cast or input functions.
+        ``casts``: (target type name, type schema, function name) of volatile cast functions;
+        ``inputs``: the same of volatile input functions.
         """
         by_name: dict[str, list[Candidate]] = {}
         for name, schema, volatile, nargs, ndefaults, variadic in functions:
@@ -121,12 +125,18 @@ class FunctionCatalog:
         for op, schema, func in operators:
             ops.setdefault(op, []).append((schema.lower(), func.lower()))
         to_type: dict[str, list[tuple[str, str]]] = {}
+        from_text: dict[str, list[tuple[str, str]]] = {}
         for type_name, schema, func in casts:
             to_type.setdefault(type_name.lower(), []).append((schema.lower(), func.lower()))
+        for type_name, schema, func in inputs:
+            entry = (schema.lower(), func.lower())
+            to_type.setdefault(type_name.lower(), []).append(entry)
+            from_text.setdefault(type_name.lower(), []).append(entry)
         return cls(
             functions={k: tuple(v) for k, v in by_name.items()},
             operators={k: tuple(v) for k, v in ops.items()},
             casts={k: tuple(v) for k, v in to_type.items()},
+            inputs={k: tuple(v) for k, v in from_text.items()},
             types=frozenset(t.lower() for t in types),
         )
 
@@ -184,15 +194,16 @@ def judge_calls(
         return _OK
     functions = catalog.functions
     # The functions behind operators and casts meet the always-blocked list and BLOCKED_FUNCTIONS too.
-    for table, key in ((catalog.operators, calls.operators), (catalog.casts, calls.casts)):
-        for schema, name, _ in key:
-            for owner, func in table.get(name, ()):
-                if not schema or schema == owner:
-                    if func in blocked:
-                        return _blocked(func)
-                    message = function_message(func, -1)
-                    if message is not None:
-                        return Judgement(message, "always_blocked")
+    behind = [(schema, name, catalog.operators) for schema, name, _ in calls.operators]
+    behind += [(s, n, catalog.inputs if literal else catalog.casts) for s, n, literal, _ in calls.casts]
+    for schema, name, table in behind:
+        for owner, func in table.get(name, ()):
+            if not schema or schema == owner:
+                if func in blocked:
+                    return _blocked(func)
+                message = function_message(func, -1)
+                if message is not None:
+                    return Judgement(message, "always_blocked")
     if not read_path:
         return _OK
     unknown: list[str] = []
@@ -202,7 +213,7 @@ def judge_calls(
         candidates = functions.get(name)
         if candidates is None:
             if name in catalog.types:  # int4(x), "varchar"(x): a cast written as a call
-                verdict = _judge_cast(catalog, schema, name, allowed)
+                verdict = _judge_cast(catalog.casts, schema, name, allowed)
                 if verdict is not None:
                     return verdict
             else:
@@ -223,18 +234,18 @@ def judge_calls(
         for owner, func in catalog.operators.get(name, ()):
             if (not schema or schema == owner) and not _allowed(func, allowed):
                 return _volatile(func, f" (behind operator {name})")
-    for schema, name, runs in calls.casts:
+    for schema, name, literal, runs in calls.casts:
         if runs:
-            verdict = _judge_cast(catalog, schema, name, allowed)
+            verdict = _judge_cast(catalog.inputs if literal else catalog.casts, schema, name, allowed)
             if verdict is not None:
                 return verdict
     return Judgement(unknown=frozenset(unknown)) if unknown else _OK
 
 
 def _judge_cast(
-    catalog: FunctionCatalog, schema: str, type_name: str, allowed: frozenset[str]
+    table: Mapping[str, tuple[tuple[str, str], ...]], schema: str, type_name: str, allowed: frozenset[str]
 ) -> Judgement | None:
-    for owner, func in catalog.casts.get(type_name, ()):
+    for owner, func in table.get(type_name, ()):
         if (not schema or schema == owner) and not _allowed(func, allowed):
             return _volatile(func, f" (behind a cast to {type_name})")
     return None

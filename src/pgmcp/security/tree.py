@@ -114,8 +114,8 @@ def _statement_node_names() -> frozenset[str]:
 # Walker dispatch: what a key of the JSON tree means.
 (
     _K_FUNC, _K_STMT, _K_DEFN, _K_EXPLAIN, _K_LOCK, _K_INTO, _K_OBJNAME, _K_SKIP, _K_RANGEVAR, _K_NAMES,
-    _K_COLREF, _K_INDIRECTION, _K_OPERATOR, _K_CAST, _K_OPERNAME,
-) = range(15)  # fmt: skip
+    _K_COLREF, _K_INDIRECTION, _K_OPERATOR, _K_CAST, _K_OPERNAME, _K_TYPECAST,
+) = range(16)  # fmt: skip
 # Statements whose nested statements are definitions that do not run now.
 _DEFINITION_NODES: Final = frozenset(
     {
@@ -161,6 +161,7 @@ _DISPATCH: Final[dict[str, int]] = {
     # JSON_TABLE columns): judged like an explicit cast. Not descended into (modifiers are constants).
     "typeName": _K_CAST,
     "TypeName": _K_CAST,
+    "TypeCast": _K_TYPECAST,
 }
 
 
@@ -236,7 +237,9 @@ class Tree:
             tuple[list[Any], bool]
         ] = []  # field names after the first (ColumnRef, A_Indirection)
         self.operators: list[tuple[list[Any], bool]] = []  # operator name lists (A_Expr, SubLink)
-        self.casts: list[tuple[dict[str, Any], bool]] = []  # TypeName a value is converted to
+        # TypeName a value is converted to, and whether that value is a string literal (or NULL):
+        # 'ok'::mood runs only mood's input function, no cast function.
+        self.casts: list[tuple[dict[str, Any], bool, bool]] = []
 
 
 def walk(root: dict[str, Any]) -> Tree:
@@ -286,7 +289,18 @@ def walk(root: dict[str, Any]) -> Tree:
                         tree.operators.append((value.get("name") or [], runs))
                         push(value)
                     elif code == _K_CAST:
-                        tree.casts.append((value, runs))
+                        tree.casts.append((value, runs, False))
+                    elif code == _K_TYPECAST:
+                        arg, type_name = value.get("arg"), value.get("typeName")
+                        constant = arg.get("A_Const") if isinstance(arg, dict) else None
+                        if (
+                            isinstance(type_name, dict)
+                            and isinstance(constant, dict)
+                            and ("sval" in constant or constant.get("isnull"))
+                        ):
+                            tree.casts.append((type_name, runs, True))
+                        else:
+                            push(value)
                     elif code == _K_DEFN:
                         stmts.append((key, value, runs))
                         subtrees.append((value, False))
