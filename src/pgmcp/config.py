@@ -208,6 +208,13 @@ class Settings(BaseSettings):
         "warn", description="What access to SENSITIVE_TABLES does: warn or block."
     )
     require_limit_for_select_star: bool = Field(False, description="Block SELECT * without LIMIT.")
+    allowed_functions: CsvList = Field(
+        default_factory=list,
+        description="VOLATILE functions read paths may call anyway (never the always-blocked ones).",
+    )
+    blocked_functions: CsvList = Field(
+        default_factory=list, description="Functions refused on every path, however they are called."
+    )
 
     # --- results ------------------------------------------------------------
     default_fetch_size: int = Field(
@@ -312,6 +319,8 @@ class Settings(BaseSettings):
         "blocked_keywords",
         "allowed_db_hosts",
         "sensitive_tables",
+        "allowed_functions",
+        "blocked_functions",
         "enabled_tools",
         "mcp_plugins",
         "mcp_allowed_hosts",

@@ -448,8 +448,10 @@ async def test_concurrent_calls_share_the_pool(client: Client) -> None:
 async def test_session_settings_changed_inside_a_function_do_not_reach_the_next_caller(
     demo: PgServer, conn: asyncpg.Connection
 ) -> None:
+    # Labelled STABLE, so the catalog layer lets it through (a VOLATILE one is refused on read
+    # paths): what it does to the session is then the session reset's business.
     await conn.execute(
-        "CREATE OR REPLACE FUNCTION sneaky() RETURNS int LANGUAGE sql AS "
+        "CREATE OR REPLACE FUNCTION sneaky() RETURNS int LANGUAGE sql STABLE AS "
         "$$ SELECT length(set_config('search_path', 'evil', false)) $$"
     )
     async with ServerInTask(demo, db_pool_size=1) as (_, single):
