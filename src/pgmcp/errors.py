@@ -14,6 +14,7 @@ the one response shape ``{"success": false, "error": ..., "error_type": ...}``
     ├── QueryTimeout                "timeout"
     ├── LimitExceeded               "limit_exceeded"
     ├── ConnectionFailed            "connection_failed"
+    ├── ExtensionMissing            "extension_missing" (.extension)
     └── DatabaseError               "database_error"    (.sqlstate)
 
 Driver exceptions are mapped by SQLSTATE class in :func:`from_postgres`,
@@ -29,6 +30,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionNotFound",
     "DatabaseError",
+    "ExtensionMissing",
     "InvalidInput",
     "LimitExceeded",
     "PgMcpError",
@@ -105,6 +107,20 @@ class ConnectionFailed(PgMcpError):
     """The database could not be reached or the connection was lost."""
 
     error_type = "connection_failed"
+
+
+class ExtensionMissing(PgMcpError):
+    """A tool needs a PostgreSQL extension (``pg_stat_statements``, ``hypopg``) the database lacks.
+
+    The message says the exact steps to install it; ``extension`` names it.
+    """
+
+    error_type = "extension_missing"
+
+    def __init__(self, message: str, extension: str) -> None:
+        super().__init__(message)
+        self.extension = extension
+        self.extra = {"extension": extension}
 
 
 class DatabaseError(PgMcpError):
