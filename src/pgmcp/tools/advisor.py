@@ -162,7 +162,7 @@ class AdvisorTools:
         statements = 4 + len(texts) * 2 + MAX_CANDIDATES * (len(texts) + 3)
 
         async def body(session: PlanSession) -> tuple[list[dict[str, Any]], bool, int]:
-            return await self._advise(session, shapes, max_indexes, warnings)
+            return await self._advise(session, shapes, max_indexes, warnings, explicit=explicit)
 
         (recommendations, hypopg, analyzed), refused = await self.app.executor.plan_session(
             connection_id,
@@ -185,18 +185,36 @@ class AdvisorTools:
         }
 
     async def _advise(
-        self, session: PlanSession, shapes: dict[str, Shape], max_indexes: int, warnings: list[str]
+        self,
+        session: PlanSession,
+        shapes: dict[str, Shape],
+        max_indexes: int,
+        warnings: list[str],
+        *,
+        explicit: bool,
     ) -> tuple[list[dict[str, Any]], bool, int]:
         allowed = {q: s for q, s in shapes.items() if q in session.allowed}
         refs = list(dict.fromkeys(t for s in allowed.values() for t in s.distinct_tables))
         tables = await tables_of(session, refs)
         columns_of = {ref: info[2] for ref, info in tables.items()}
+        if not explicit:
+            # Statements of the workload that read no user table (catalog queries of clients,
+            # pgmcp's own) have nothing to index.
+            allowed = {q: s for q, s in allowed.items() if any(t in tables for t in s.distinct_tables)}
         before: dict[str, float] = {}
+        unplanned = 0
         for query in allowed:
             try:
                 before[query] = total_cost(await session.explain(query))
             except PgMcpError as exc:
-                warnings.append(f"Could not plan {query[:80]!r}: {exc}")
+                unplanned += 1
+                if explicit:
+                    warnings.append(f"Could not plan {query[:80]!r}: {exc}")
+        if unplanned and not explicit:
+            warnings.append(
+                f"{unplanned} statement(s) of the workload could not be planned without their constants "
+                "(PostgreSQL cannot infer a type for a $n): pass them in queries with values to include them."
+            )
         # Candidate -> the statements it may serve.
         wanted: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
         for query in before:
