@@ -20,6 +20,7 @@ from pgmcp.errors import (
     ConnectionFailed,
     ConnectionNotFound,
     DatabaseError,
+    ExtensionMissing,
     InvalidInput,
     LimitExceeded,
     QueryBlocked,
@@ -179,6 +180,7 @@ ERROR_CLASSES: list[Any] = [
     DatabaseError,
     ConnectionFailed,
     LimitExceeded,
+    ExtensionMissing,
 ]
 
 
