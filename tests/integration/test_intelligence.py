@@ -17,7 +17,9 @@ from dataclasses import replace
 from typing import Any
 
 import asyncpg
+import jsonschema
 import pytest
+from mcp import Client
 
 from tests.conftest import PgServer, create_database, drop_database
 from tests.integration import pgcluster
@@ -66,6 +68,12 @@ async def wait_for(conn: asyncpg.Connection, sql: str, *args: Any, timeout: floa
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"still false after {timeout} s: {sql}")
         await asyncio.sleep(0.2)
+
+
+async def assert_matches_schema(client: Client, tool: str, data: dict[str, Any]) -> None:
+    """The result validates against the output schema the tool advertises (see test_output_schemas)."""
+    (schema,) = [t.output_schema for t in (await client.list_tools()).tools if t.name == tool]
+    jsonschema.validate(data, schema)
 
 
 def by_check(
@@ -225,6 +233,7 @@ async def test_top_queries_lists_the_workload_in_the_order_of_each_sort(db: PgSe
             sort: await call_ok(client, "get_top_queries", connection_id="default", sort_by=sort, limit=100)
             for sort in ("total_time", "mean_time", "calls", "rows", "shared_blks_read")
         }
+        await assert_matches_schema(client, "get_top_queries", results["total_time"])
     marks = ("many_calls", "medium_sleep", "long_sleep", "many_rows")
     assert rank(results["total_time"]["queries"], "medium_sleep", "long_sleep") == [
         "medium_sleep",
@@ -395,6 +404,7 @@ async def test_explain_with_hypothetical_indexes_shows_both_plans(db: PgServer) 
             params=[4242],
             hypothetical_indexes=[{"table": "public.events", "columns": ["account_id"]}],
         )
+        await assert_matches_schema(client, "explain_query", data)
         plain = await call_ok(client, "explain_query", connection_id="default", query=SLOW)
         bad = await call_err(
             client,
