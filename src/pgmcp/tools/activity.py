@@ -45,9 +45,7 @@ class ActivityTools:
         self.app = app
 
     async def get_activity(self, connection_id: ConnectionId) -> dict[str, Any]:
-        """What runs now: non-idle sessions with duration, state, wait event and application (query
-        text only where your role may see it), blocking chains (pg_blocking_pids), transactions open
-        longer than ACTIVITY_LONG_TRANSACTION_SECONDS (idle in transaction included), and a lock summary."""
+        """What runs now: sessions (duration, state, wait event), blocking chains, long transactions, locks."""
         sessions_rows, lock_rows = await self.app.executor.catalog(
             connection_id, [(_SESSIONS, ()), (_LOCKS, ())], tool="get_activity"
         )

@@ -61,8 +61,8 @@ SELECT r.ord::int AS ord, n.nspname AS schema, c.relname AS name,
 
 
 class HypotheticalIndex(BaseModel):
-    table: Annotated[str, Field(min_length=1, description="Table name, optionally schema-qualified.")]
-    columns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=32)]
+    table: Annotated[str, Field(min_length=1, description="Table, optionally schema-qualified.")]
+    columns: Annotated[list[str], Field(min_length=1)]
     using: IndexMethod = "btree"
 
 
@@ -123,15 +123,13 @@ class AdvisorTools:
         queries: Annotated[
             list[Annotated[str, Field(min_length=1)]] | None,
             Field(
-                description="SELECT statements to tune (each is checked by the policy as a read). "
-                "Left out: the costliest statements of pg_stat_statements."
+                description="SELECTs to tune (policy-checked as reads); default: the pg_stat_statements workload."
             ),
         ] = None,
         max_indexes: Annotated[int, Field(ge=1, le=20, description="Most indexes to recommend.")] = 5,
     ) -> dict[str, Any]:
-        """Recommend indexes for the given statements (or the pg_stat_statements workload): candidates
-        from their filters, joins, ordering and grouping, scored with hypothetical indexes (hypopg)
-        by the planner's estimated cost before and after. Never creates an index."""
+        """Recommend indexes for the statements' filters, joins, ordering and grouping, scored with
+        hypothetical indexes (hypopg): cost before and after. Never creates an index."""
         warnings: list[str] = []
         explicit = queries is not None
         if explicit:

@@ -85,15 +85,11 @@ class ExplainTools:
             bool, Field(description="Run it for real timings (a write is always rolled back).")
         ] = False,
         hypothetical_indexes: Annotated[
-            list[HypotheticalIndex] | None,
-            Field(
-                description="Indexes to plan with as if they existed ({table, columns, using}), via hypopg; "
-                "the result then has `hypothetical` (plan, summary, indexes) beside the plan without them."
-            ),
-        ] = None,
+            list[HypotheticalIndex],
+            Field(description="Plan also as if these indexes existed (hypopg): result.hypothetical."),
+        ] = [],  # noqa: B006 - pydantic copies defaults
     ) -> dict[str, Any]:
-        """Show PostgreSQL's plan (JSON) with a summary and warnings such as large sequential scans;
-        with hypothetical_indexes, also the plan as if those indexes existed (hypopg)."""
+        """Show PostgreSQL's plan (JSON) with a summary and warnings such as large sequential scans."""
         if hypothetical_indexes:
             if analyze:
                 raise InvalidInput(

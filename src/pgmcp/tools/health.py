@@ -471,16 +471,11 @@ class HealthTools:
         connection_id: ConnectionId,
         checks: Annotated[
             list[Check],
-            Field(
-                description="Any of indexes, vacuum, sequences, connections, cache, replication, constraints, "
-                "or all."
-            ),
+            Field(description="Checks to run."),
         ] = ["all"],  # noqa: B006 - pydantic copies defaults
     ) -> dict[str, Any]:
-        """Check a database for the problems a DBA looks for first: invalid, duplicate, unused and
-        bloated indexes; dead rows and transaction-ID age; sequences near their end; connection use and
-        idle-in-transaction sessions; cache hit ratios; replication lag and slots; NOT VALID constraints.
-        Each finding has check, severity, object, metric and a message saying what to do."""
+        """Find what a DBA looks for first (bad indexes, vacuum and XID age, sequences near their end,
+        connections, cache, replication, NOT VALID constraints): findings with object, metric and remedy."""
         wanted = list(CHECKS) if not checks or "all" in checks else [c for c in CHECKS if c in checks]
         plan = [(check, _queries(check, self.app.settings)) for check in wanted]
         results = await self.app.executor.catalog(

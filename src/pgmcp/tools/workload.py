@@ -110,14 +110,10 @@ class WorkloadTools:
     async def get_top_queries(
         self,
         connection_id: ConnectionId,
-        sort_by: Annotated[
-            SortBy, Field(description="total_time, mean_time, calls, rows or shared_blks_read.")
-        ] = "total_time",
+        sort_by: Annotated[SortBy, Field(description="What to rank by.")] = "total_time",
         limit: Annotated[int, Field(ge=1, le=100, description="How many statements.")] = 10,
     ) -> dict[str, Any]:
-        """The statements that cost this database most (pg_stat_statements): calls, total and mean
-        time, rows, buffer hits and reads, share of the total time. Fails with extension_missing
-        (and the steps to enable it) where pg_stat_statements is not loaded."""
+        """The statements that cost this database most, from pg_stat_statements (else extension_missing)."""
         queries = await top_statements(self.app, connection_id, sort_by, limit, tool="get_top_queries")
         warnings: list[str] = []
         if not queries:
