@@ -405,6 +405,25 @@ async def test_explain_with_hypothetical_indexes_shows_both_plans(db: PgServer) 
             hypothetical_indexes=[{"table": "public.events", "columns": ["account_id"]}],
         )
         await assert_matches_schema(client, "explain_query", data)
+        # A call that fails after creating a hypothetical index closes its session instead of pooling it.
+        await call_err(
+            client,
+            "explain_query",
+            "invalid_input",
+            connection_id="default",
+            query=SLOW,
+            hypothetical_indexes=[
+                {"table": "events", "columns": ["kind"]},
+                {"table": "events", "columns": ["no_such_column"]},
+            ],
+        )
+        left = await call_ok(
+            client,
+            "execute_query",
+            connection_id="default",
+            query="SELECT count(*) AS n FROM hypopg_list_indexes",
+        )
+        assert left["rows"] == [{"n": 0}]
         plain = await call_ok(client, "explain_query", connection_id="default", query=SLOW)
         bad = await call_err(
             client,
