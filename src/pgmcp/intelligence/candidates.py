@@ -35,23 +35,37 @@ class TableRef:
 
 @dataclass(frozen=True)
 class ColumnUse:
-    """A column a statement uses; ``qualifier`` is the alias or table name written before it."""
+    """A column a statement uses; ``qualifier`` is the alias or table name written before it,
+    ``scope`` the (sub)query it appears in."""
 
     qualifier: str | None
     column: str
     kind: UseKind
+    scope: int = 0
 
 
 @dataclass
 class Shape:
-    """The tables a statement reads (by alias) and the columns it uses."""
+    """The tables each (sub)query reads, by alias, and the columns the statement uses.
 
-    tables: dict[str, TableRef] = field(default_factory=dict)
+    Scope 0 is the whole statement; every SELECT, UPDATE or DELETE opens a scope whose
+    parent is the one around it (where a correlated subquery finds its outer aliases).
+    """
+
+    scopes: dict[int, dict[str, TableRef]] = field(default_factory=lambda: {0: {}})
+    parents: dict[int, int] = field(default_factory=dict)
     uses: list[ColumnUse] = field(default_factory=list)
 
     @property
     def distinct_tables(self) -> list[TableRef]:
-        return list(dict.fromkeys(self.tables.values()))
+        return list(dict.fromkeys(t for tables in self.scopes.values() for t in tables.values()))
+
+    def visible(self, scope: int) -> Iterator[dict[str, TableRef]]:
+        """The tables of ``scope``, then of each scope around it."""
+        current: int | None = scope
+        while current is not None:
+            yield self.scopes[current]
+            current = self.parents.get(current)
 
 
 @dataclass(frozen=True)
@@ -69,36 +83,39 @@ def column_uses(query: str) -> Shape:
     tree = orjson.loads(parser.parse_sql_json(query))
     shape = Shape()
     for stmt in tree.get("stmts", ()):
-        _walk(stmt.get("stmt", {}), shape)
+        _walk(stmt.get("stmt", {}), shape, 0)
     return shape
 
 
-def _walk(node: Any, shape: Shape) -> None:
-    """Every node; SelectStmt, UpdateStmt and DeleteStmt contribute their clauses."""
+def _walk(node: Any, shape: Shape, scope: int) -> None:
+    """Every node; SelectStmt, UpdateStmt and DeleteStmt open a scope and contribute their clauses."""
     if isinstance(node, list):
         for item in node:
-            _walk(item, shape)
+            _walk(item, shape, scope)
         return
     if not isinstance(node, dict):
         return
     for kind, body in node.items():
-        if kind == "RangeVar" and isinstance(body, dict):
+        inner = scope
+        if kind in ("SelectStmt", "UpdateStmt", "DeleteStmt") and isinstance(body, dict):
+            inner = len(shape.scopes)
+            shape.scopes[inner] = {}
+            shape.parents[inner] = scope
+            _predicates(body.get("whereClause"), shape, inner)
+            if kind == "SelectStmt":
+                _predicates(body.get("havingClause"), shape, inner)
+                for item in body.get("sortClause") or ():
+                    _plain_column(item.get("SortBy", {}).get("node"), "order", shape, inner)
+                for item in body.get("groupClause") or ():
+                    _plain_column(item, "group", shape, inner)
+        elif kind == "RangeVar" and isinstance(body, dict):
             ref = TableRef(body.get("schemaname"), body["relname"])
             alias = (body.get("alias") or {}).get("aliasname") or body["relname"]
-            shape.tables.setdefault(alias, ref)
-        elif kind == "SelectStmt" and isinstance(body, dict):
-            _predicates(body.get("whereClause"), shape)
-            _predicates(body.get("havingClause"), shape)
-            for item in body.get("sortClause") or ():
-                _plain_column(item.get("SortBy", {}).get("node"), "order", shape)
-            for item in body.get("groupClause") or ():
-                _plain_column(item, "group", shape)
-        elif kind in ("UpdateStmt", "DeleteStmt") and isinstance(body, dict):
-            _predicates(body.get("whereClause"), shape)
+            shape.scopes[scope].setdefault(alias, ref)
         elif kind == "JoinExpr" and isinstance(body, dict):
-            _predicates(body.get("quals"), shape)
+            _predicates(body.get("quals"), shape, scope)
         if isinstance(body, dict | list):
-            _walk(body, shape)
+            _walk(body, shape, inner)
 
 
 def _column(node: Any) -> tuple[str | None, str] | None:
@@ -118,22 +135,29 @@ def _column(node: Any) -> tuple[str | None, str] | None:
     return names[-2], names[-1]
 
 
-def _plain_column(node: Any, kind: UseKind, shape: Shape) -> None:
+def _plain_column(node: Any, kind: UseKind, shape: Shape, scope: int) -> None:
     col = _column(node)
     if col is not None:
-        shape.uses.append(ColumnUse(col[0], col[1], kind))
+        shape.uses.append(ColumnUse(col[0], col[1], kind, scope))
 
 
-def _predicates(node: Any, shape: Shape) -> None:
+def _predicates(node: Any, shape: Shape, scope: int) -> None:
     """Column uses of a WHERE / ON / HAVING expression (AND and OR alike: both can use an index)."""
     if not isinstance(node, dict):
         return
     if "BoolExpr" in node:
         for arg in node["BoolExpr"].get("args", ()):
-            _predicates(arg, shape)
+            _predicates(arg, shape, scope)
         return
     if "NullTest" in node:
-        _plain_column(node["NullTest"].get("arg"), "eq", shape)
+        _plain_column(node["NullTest"].get("arg"), "eq", shape, scope)
+        return
+    if "SubLink" in node:
+        # col IN (SELECT …) / col = ANY (SELECT …): a semi-join on the column (the subquery itself
+        # is walked as a statement of its own).
+        link = node["SubLink"]
+        if link.get("subLinkType") in ("ANY_SUBLINK", "ALL_SUBLINK", "EXPR_SUBLINK"):
+            _plain_column(link.get("testexpr"), "join", shape, scope)
         return
     expr = node.get("A_Expr")
     if not expr:
@@ -144,13 +168,13 @@ def _predicates(node: Any, shape: Shape) -> None:
     if kind == "AEXPR_OP" and op in _EQUALITY | _RANGE:
         use: UseKind = "eq" if op in _EQUALITY else "range"
         if left and right:
-            shape.uses += [ColumnUse(*left, "join"), ColumnUse(*right, "join")]
+            shape.uses += [ColumnUse(*left, "join", scope), ColumnUse(*right, "join", scope)]
         elif left or right:
             col = left or right
             assert col is not None
-            shape.uses.append(ColumnUse(col[0], col[1], use))
+            shape.uses.append(ColumnUse(col[0], col[1], use, scope))
     elif kind in ("AEXPR_IN", "AEXPR_OP_ANY") and left:
-        shape.uses.append(ColumnUse(*left, "eq"))
+        shape.uses.append(ColumnUse(*left, "eq", scope))
     elif (
         kind in ("AEXPR_BETWEEN", "AEXPR_NOT_BETWEEN")
         and left
@@ -158,7 +182,7 @@ def _predicates(node: Any, shape: Shape) -> None:
         and left
         and _prefix_pattern(expr.get("rexpr"))
     ):
-        shape.uses.append(ColumnUse(*left, "range"))
+        shape.uses.append(ColumnUse(*left, "range", scope))
 
 
 def _prefix_pattern(node: Any) -> bool:
@@ -173,15 +197,23 @@ def _prefix_pattern(node: Any) -> bool:
 
 
 def resolve(shape: Shape, columns_of: Mapping[TableRef, Sequence[str]]) -> dict[TableRef, list[ColumnUse]]:
-    """The uses of each table: qualified columns by alias, bare ones by the one table that has them."""
+    """The uses of each table: qualified columns by alias, bare ones by the one table of the nearest
+    scope that has them (as PostgreSQL resolves them)."""
     by_table: dict[TableRef, list[ColumnUse]] = {}
     for use in shape.uses:
         table: TableRef | None = None
-        if use.qualifier is not None:
-            table = shape.tables.get(use.qualifier)
-        else:
-            owners = [t for t in shape.distinct_tables if use.column in columns_of.get(t, ())]
-            table = owners[0] if len(owners) == 1 else None
+        for tables in shape.visible(use.scope):
+            if use.qualifier is not None:
+                table = tables.get(use.qualifier)
+            else:
+                owners = list(
+                    dict.fromkeys(t for t in tables.values() if use.column in columns_of.get(t, ()))
+                )
+                if len(owners) > 1:
+                    break  # ambiguous: PostgreSQL would refuse it too
+                table = owners[0] if owners else None
+            if table is not None:
+                break
         if table is not None and use.column in columns_of.get(table, ()):
             by_table.setdefault(table, []).append(use)
     return by_table
