@@ -401,7 +401,7 @@ healthcheck_cmd() { # port -> runs the Dockerfile's HEALTHCHECK python with that
     local code
     code="$(sed -n 's/^ *CMD \["python", "-c", "\(.*\)"\]$/\1/p' deployment/docker/Dockerfile)"
     [[ -n "$code" ]] || { echo "      cannot read the HEALTHCHECK command"; return 2; }
-    "$PY" -c "${code//127.0.0.1:3000/127.0.0.1:$1}" 2>/dev/null
+    MCP_SERVER_PORT="$1" "$PY" -c "$code" 2>/dev/null
 }
 healthcheck_semantics() {
     local p1 p2 rc=0

@@ -112,8 +112,11 @@ async def _serve(settings: Settings, transport: str) -> None:
             version=__version__,
         )
         if transport == "stdio":
-            _settle_heap()
-            await _run_until_signal(server, settings.shutdown_grace_seconds)
+            from pgmcp.console import console_server
+
+            async with console_server(app, settings.console_port if settings.console_enabled else None):
+                _settle_heap()
+                await _run_until_signal(server, settings.shutdown_grace_seconds)
         else:
             await _serve_http(app, server)
         log.info("server_stopping")

@@ -1,8 +1,8 @@
 """Settings: one typed object built once from the environment, ``.env`` and ``MCP_CONFIG_FILE``.
 
 Nothing else in pgmcp reads ``os.environ`` for configuration (the one
-exception is ``password_env``: the *name* of a variable holding a password,
-resolved in :func:`resolve_password`).
+exceptions are ``password_env``, ``ssh_key_env`` and ``ssh_password_env``: the
+*names* of variables holding a secret, resolved in :func:`resolve_secret_env`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pgmcp.errors import InvalidInput, register_secret
 
-__all__ = ["ConnectionSpec", "Settings", "SettingsError", "load_settings", "resolve_password"]
+__all__ = [
+    "ConnectionSpec",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "resolve_password",
+    "resolve_secret_env",
+]
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 CsvList = Annotated[list[str], NoDecode]
@@ -45,6 +52,32 @@ class ConnectionSpec(BaseModel):
     ssl_key: str | None = None
     ssl_root_cert: str | None = None
     readonly: bool = False
+    # SSH tunnel through a bastion host (db/tunnel.py); secrets only by the name of a variable.
+    ssh_host: str | None = None
+    ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_user: str | None = None
+    ssh_key_env: str | None = None
+    ssh_password_env: str | None = None
+    ssh_known_hosts: str | None = None
+
+    @model_validator(mode="after")
+    def _ssh_is_complete(self) -> ConnectionSpec:
+        given = [name for name in _SSH_FIELDS if getattr(self, name) is not None]
+        if self.ssh_host is None:
+            if given:
+                raise ValueError(f"{given[0]} is given without ssh_host (the SSH server to tunnel through)")
+            return self
+        if not self.ssh_user:
+            raise ValueError("ssh_host needs ssh_user (the user to log in as on the SSH server)")
+        if not (self.ssh_key_env or self.ssh_password_env):
+            raise ValueError(
+                "ssh_host needs ssh_key_env or ssh_password_env: the name of a server-side "
+                "environment variable holding the private key (or its file path) or the password"
+            )
+        return self
+
+
+_SSH_FIELDS = ("ssh_user", "ssh_key_env", "ssh_password_env", "ssh_known_hosts")
 
 
 class SettingsError(Exception):
@@ -159,9 +192,14 @@ class Settings(BaseSettings):
     db_ssl_mode: SslMode = Field(
         "prefer", description="TLS mode: disable, allow, prefer, require, verify-ca, verify-full."
     )
-    db_ssl_cert: str | None = Field(None, description="Client certificate file.")
-    db_ssl_key: str | None = Field(None, description="Client key file.")
-    db_ssl_root_cert: str | None = Field(None, description="CA certificate file.")
+    db_ssl_cert: str | None = Field(
+        None, description="Client certificate file of 'default', presented in every TLS mode."
+    )
+    db_ssl_key: str | None = Field(None, description="Key file of DB_SSL_CERT.")
+    db_ssl_root_cert: str | None = Field(
+        None,
+        description="CA certificate file verify-ca/verify-full trust (also for connections that name none).",
+    )
     pgmcp_data_dir: Path | None = Field(None, description="Data directory of the embedded PostgreSQL.")
     pgmcp_embedded: bool = Field(
         True, description="Without DB_HOST, start the embedded PostgreSQL with demo data as 'default'."
@@ -181,6 +219,18 @@ class Settings(BaseSettings):
     slow_query_threshold_ms: float = Field(1000, ge=0, description="Queries slower than this log slow_query.")
     query_history_size: int = Field(1000, ge=0, description="Queries kept for get_query_history.")
     audit_log_file: Path | None = Field(None, description="Append-only JSON-lines audit file.")
+    console_enabled: bool = Field(
+        True, description="Serve the web console at /console on the HTTP transport."
+    )
+    console_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="With the stdio transport, also serve the web console on 127.0.0.1:P.",
+    )
+    console_session_seconds: int = Field(
+        8 * 3600, ge=60, description="How long a web console login lasts (with MCP_AUTH_TOKEN)."
+    )
     audit_log_max_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Audit file size before rotation."
     )
@@ -334,16 +384,24 @@ def _load_config_file(path: Path) -> list[ConnectionSpec]:
                 f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] has a password; "
                 "use password_env (the name of an environment variable holding it)"
             )
+        for secret in ("ssh_key", "ssh_password"):
+            if secret in body:
+                raise SettingsError(
+                    f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] has {secret}; use "
+                    f"{secret}_env (the name of an environment variable holding it)"
+                )
         try:
             specs.append(ConnectionSpec(connection_id=conn_id, **body))
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
+            where = f"{field}: " if field else ""
             raise SettingsError(
-                f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] {field}: {err['msg']}"
+                f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] {where}{err['msg']}"
             ) from exc
-        if specs[-1].password_env:
-            register_secret(os.environ.get(specs[-1].password_env))
+        for name in (specs[-1].password_env, specs[-1].ssh_key_env, specs[-1].ssh_password_env):
+            if name:
+                register_secret(os.environ.get(name))
     return specs
 
 
@@ -365,11 +423,18 @@ def resolve_password(spec: ConnectionSpec) -> str | None:
     if spec.password is not None:
         return spec.password.get_secret_value()
     if spec.password_env:
-        value = os.environ.get(spec.password_env)
-        if value is None:
-            raise InvalidInput(
-                f"password_env names {spec.password_env!r}, which is not set in the server's environment"
-            )
-        register_secret(value)
-        return value
+        return resolve_secret_env(spec.password_env, "password_env")
     return None
+
+
+def resolve_secret_env(name: str, parameter: str) -> str:
+    """The value of the server-side variable ``name`` that ``parameter`` names, remembered as a secret.
+
+    Raises:
+        InvalidInput: the variable is not set (the message names it, never a value).
+    """
+    value = os.environ.get(name)
+    if value is None:
+        raise InvalidInput(f"{parameter} names {name!r}, which is not set in the server's environment")
+    register_secret(value)
+    return value

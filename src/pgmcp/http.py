@@ -2,6 +2,8 @@
 
 - ``/health`` is open (Kubernetes probes) and answers from cached probes only,
   so it is fast even when a database hangs; 503 when unhealthy.
+- ``/console`` (:mod:`pgmcp.console`) checks the same token itself, from a
+  login form's session cookie or the bearer header.
 - With ``MCP_AUTH_TOKEN`` set, every other path needs ``Authorization: Bearer
   <token>`` (constant-time compare); 401 with ``WWW-Authenticate`` otherwise.
 - The SDK's transport security checks ``Host``/``Origin`` on ``/mcp``;
@@ -184,9 +186,14 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
     if settings.mcp_http_fast_path:
         asgi = HttpFastPath(asgi, server)
     authenticator = Authenticator(settings)
-    if not authenticator.enabled:
-        return _QuietShutdown(_Anonymous(asgi))
-    return _QuietShutdown(AuthMiddleware(asgi, authenticator, metadata_url))
+    guarded: ASGIApp = (
+        _Anonymous(asgi) if not authenticator.enabled else AuthMiddleware(asgi, authenticator, metadata_url)
+    )
+    if settings.console_enabled:
+        from pgmcp.console import Console
+
+        guarded = Console(app, authenticator).mount(guarded)  # /console: its own login, same token
+    return _QuietShutdown(guarded)
 
 
 class _CancelOnDisconnect:

@@ -267,6 +267,11 @@ def configure_logging(level: str = "INFO") -> None:
         lib = logging.getLogger(name)
         lib.handlers.clear()
         lib.propagate = True
+    # asyncssh says at INFO every SSH channel it opens (one per pooled connection through a
+    # tunnel); pgmcp's own ssh_tunnel_* events say what matters. DEBUG lets it all through.
+    logging.getLogger("asyncssh").setLevel(
+        numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+    )
 
 
 _generation = 0  # bumped by every configuration; _Logger rebuilds when it changed

@@ -210,3 +210,28 @@ def test_the_http_endpoints_and_commands_are_documented(path: Path) -> None:
         "Authorization: Bearer",
     ):
         assert needle in text, f"{path.name} does not mention {needle!r}"
+
+
+async def add_connection_parameters() -> set[str]:
+    settings = load_settings(pgmcp_embedded=False, db_host=None, mcp_config_file=None, enabled_tools="")
+    async with open_app(settings) as app:
+        tools = {tool.name: tool for tool in await build_server(app).list_tools()}
+    return set(tools["add_connection"].input_schema["properties"])
+
+
+@pytest.mark.parametrize("path", [README, USER_GUIDE, HANDBOOK], ids=lambda p: p.name)
+async def test_every_add_connection_parameter_is_documented(path: Path) -> None:
+    params = await add_connection_parameters()
+    assert {"ssh_host", "ssh_key_env", "ssl_root_cert"} <= params
+    text = read(path)
+    missing = sorted(name for name in params if f"`{name}`" not in text)
+    assert not missing, f"{path.name} does not document the add_connection parameters {missing}"
+
+
+def test_every_mcp_config_file_key_is_documented() -> None:
+    from pgmcp.config import ConnectionSpec
+
+    text = read(USER_GUIDE)
+    keys = set(ConnectionSpec.model_fields) - {"connection_id", "password"}
+    missing = sorted(name for name in keys if f"`{name}`" not in text)
+    assert not missing, f"the guide does not document the MCP_CONFIG_FILE keys {missing}"

@@ -249,7 +249,10 @@ class Executor:
                             # can still look open for a moment. Nothing of the caller's has run yet,
                             # so one retry on a fresh connection is safe.
                             if attempt == 1 and _is_stale(exc):
-                                c.terminate()
+                                # Lost already (an SSH tunnel dropped): asyncpg has detached
+                                # the proxy, and terminate() on it would raise.
+                                with contextlib.suppress(asyncpg.InterfaceError):
+                                    c.terminate()
                                 continue
                             raise
                         phase = "statement"

@@ -1,11 +1,15 @@
-"""The connection registry: named asyncpg pools, their limits, TLS, and their health.
+"""The connection registry: named asyncpg pools, their limits, TLS, tunnels, and their health.
 
 - ``MAX_CONNECTIONS`` bounds the sum of all pool sizes. A pool size given
   explicitly that does not fit is refused (``limit_exceeded``); the default
   size is reduced to what is left, and the reply says so.
 - ``ALLOWED_DB_HOSTS`` (names, globs or CIDRs, checked after resolution) and
   ``ALLOW_RUNTIME_CONNECTIONS`` bound what ``add_connection`` may reach, so a
-  caller cannot use the server to probe the network.
+  caller cannot use the server to probe the network. Through an SSH tunnel both the
+  ``ssh_host`` and the database ``host`` must be allowed; ``host`` is matched as the SSH
+  server will see it (by name or glob, or as an address in a CIDR), never resolved here.
+- TLS (``ssl_mode`` and certificate files) is :mod:`pgmcp.db.tls`; SSH tunnels, owned by
+  their ``Connection`` and reopened on demand, are :mod:`pgmcp.db.tunnel`.
 - Health is probed in the background every ``HEALTH_CHECK_INTERVAL`` seconds
   (and on demand by ``test_connection``); ``/health`` only reads the cache, so
   it answers at once even when a database hangs.
@@ -29,6 +33,8 @@ from typing import Any
 import asyncpg
 
 from pgmcp.config import ConnectionSpec, Settings, resolve_password
+from pgmcp.db.tls import describe_tls_error, ssl_arg
+from pgmcp.db.tunnel import LOCAL_HOST, SshTunnel
 from pgmcp.errors import (
     ConnectionFailed,
     ConnectionNotFound,
@@ -109,6 +115,8 @@ class Connection:
     # The warm connection's read-only COMMIT, still on its way when the call was answered.
     warm_commit: asyncio.Task[None] | None = field(default=None, repr=False)
     waiting: int = field(default=0, repr=False)
+    # The SSH tunnel the pool connects through (ssh_host), closed with the pool.
+    tunnel: SshTunnel | None = field(default=None, repr=False)
 
     @property
     def connection_id(self) -> str:
@@ -134,6 +142,7 @@ class Connection:
             "ssl_mode": self.spec.ssl_mode,
             "source": self.source,
             "pool_stats": self.pool_stats(),
+            **({"ssh_host": self.spec.ssh_host} if self.spec.ssh_host else {}),
         }
 
 
@@ -149,29 +158,6 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     setup = getattr(convert, "setup_connection_codecs", None)
     if setup is not None:
         await setup(conn)
-
-
-def _ssl_arg(spec: ConnectionSpec, default_mode: str) -> Any:
-    if spec.host.startswith("/"):
-        return False  # unix socket: no TLS
-    mode = spec.ssl_mode or default_mode
-    if not (spec.ssl_cert or spec.ssl_root_cert):
-        return mode
-    if mode in ("disable", "allow"):
-        return mode
-    ctx = (
-        ssl.create_default_context(cafile=spec.ssl_root_cert)
-        if spec.ssl_root_cert
-        else ssl.create_default_context()
-    )
-    if spec.ssl_cert:
-        ctx.load_cert_chain(spec.ssl_cert, spec.ssl_key)
-    if mode in ("prefer", "require"):
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    elif mode == "verify-ca":
-        ctx.check_hostname = False
-    return ctx
 
 
 class ConnectionRegistry:
@@ -232,7 +218,11 @@ class ConnectionRegistry:
                     "declare connections in MCP_CONFIG_FILE instead",
                     reason="runtime_connections_disabled",
                 )
-            await self._check_host_allowed(spec.host)
+            if spec.ssh_host:
+                await self._check_host_allowed(spec.ssh_host)
+                await self._check_host_allowed(spec.host, resolve=False)
+            else:
+                await self._check_host_allowed(spec.host)
         password = resolve_password(spec)
         async with self._lock:
             existing = self._connections.get(spec.connection_id)
@@ -262,17 +252,24 @@ class ConnectionRegistry:
                     )
                 if size < settings.default_pool_size:
                     note = f"pool_size reduced to {size} to stay within MAX_CONNECTIONS={settings.max_connections}"
+            tunnel = SshTunnel(spec, timeout=settings.connection_timeout) if spec.ssh_host else None
             try:
-                pool = await self._open_pool(spec, password, size, size)
+                pool = await self._open_pool(spec, password, size, size, tunnel)
             except ConnectionFailed as exc:
                 if source == "runtime":
+                    if tunnel is not None:
+                        await tunnel.close()
                     raise
                 # A declared connection whose database is down at start-up stays registered with
                 # an empty pool: calls fail with connection_failed until the database answers,
                 # then the pool fills by itself.
                 log.warning("connection_failed", connection_id=spec.connection_id, error=str(exc))
-                pool = await self._open_pool(spec, password, size, 0)
-            conn = Connection(spec=spec, pool=pool, pool_size=size, source=source)
+                pool = await self._open_pool(spec, password, size, 0, tunnel)
+            except BaseException:
+                if tunnel is not None:
+                    await tunnel.close()
+                raise
+            conn = Connection(spec=spec, pool=pool, pool_size=size, source=source, tunnel=tunnel)
             if existing is not None:
                 await self._close_pool(existing)
             self._connections[spec.connection_id] = conn
@@ -296,18 +293,36 @@ class ConnectionRegistry:
         log.info("connection_removed", connection_id=connection_id)
 
     async def _open_pool(
-        self, spec: ConnectionSpec, password: str | None, size: int, min_size: int
+        self,
+        spec: ConnectionSpec,
+        password: str | None,
+        size: int,
+        min_size: int,
+        tunnel: SshTunnel | None = None,
     ) -> asyncpg.Pool:
         timeout = self._settings.connection_timeout
+        mode = spec.ssl_mode or self._settings.db_ssl_mode
+        tls = ssl_arg(
+            host=spec.host,
+            mode=mode,
+            # One CA for every connection unless a connection names its own; a client
+            # certificate identifies one user, so it is never borrowed from DB_SSL_CERT.
+            root_cert=spec.ssl_root_cert or self._settings.db_ssl_root_cert,
+            cert=spec.ssl_cert,
+            key=spec.ssl_key,
+            server_hostname=spec.host if tunnel is not None else None,
+        )
         try:
             return await asyncio.wait_for(
                 asyncpg.create_pool(
-                    host=spec.host,
+                    # Through a tunnel, its connect hook dials the forward's current local port.
+                    host=LOCAL_HOST if tunnel is not None else spec.host,
                     port=spec.port,
+                    connect=tunnel.connect if tunnel is not None else None,
                     user=spec.user,
                     password=password,
                     database=spec.database,
-                    ssl=_ssl_arg(spec, self._settings.db_ssl_mode),
+                    ssl=tls,
                     min_size=min_size,
                     max_size=size,
                     timeout=timeout,
@@ -330,7 +345,7 @@ class ConnectionRegistry:
             ) from None
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ssl.SSLError) as exc:
             err = from_postgres(exc)
-            message = mask_secrets(str(exc).strip() or type(exc).__name__)
+            message = describe_tls_error(exc, mode) or mask_secrets(str(exc).strip() or type(exc).__name__)
             log.warning("connection_failed", connection_id=spec.connection_id, host=spec.host, error=message)
             raise ConnectionFailed(
                 f"Could not connect to {spec.host}:{spec.port}/{spec.database}: {message}"
@@ -347,8 +362,10 @@ class ConnectionRegistry:
             await asyncio.wait_for(conn.pool.close(), timeout=5)
         except (TimeoutError, Exception):
             conn.pool.terminate()
+        if conn.tunnel is not None:
+            await conn.tunnel.close()
 
-    async def _check_host_allowed(self, host: str) -> None:
+    async def _check_host_allowed(self, host: str, *, resolve: bool = True) -> None:
         allowed = self._settings.allowed_db_hosts
         if "*" in allowed:
             return
@@ -359,7 +376,12 @@ class ConnectionRegistry:
                 return
             with contextlib.suppress(ValueError):
                 networks.append(ipaddress.ip_network(entry, strict=False))
-        if networks and not host.startswith("/"):
+        if networks and not resolve:
+            # A name the SSH server resolves: only a literal address can be matched here.
+            with contextlib.suppress(ValueError):
+                if any(ipaddress.ip_address(host) in n for n in networks):
+                    return
+        elif networks and not host.startswith("/"):
             try:
                 infos = await asyncio.wait_for(
                     asyncio.get_running_loop().getaddrinfo(host, None),

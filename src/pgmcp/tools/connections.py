@@ -41,6 +41,39 @@ class ConnectionTools:
         readonly: Annotated[
             bool, Field(description="Allow only read statements on this connection.")
         ] = False,
+        ssl_root_cert: Annotated[
+            str | None,
+            Field(description="Path on the server of the CA certificate verify-ca/verify-full trust."),
+        ] = None,
+        ssl_cert: Annotated[
+            str | None, Field(description="Path on the server of a client certificate to present.")
+        ] = None,
+        ssl_key: Annotated[
+            str | None, Field(description="Path on the server of the client certificate's key.")
+        ] = None,
+        ssh_host: Annotated[
+            str | None,
+            Field(description="SSH server (bastion) to tunnel through; host/port are then as it sees them."),
+        ] = None,
+        ssh_port: Annotated[int, Field(ge=1, le=65535, description="Port of the SSH server.")] = 22,
+        ssh_user: Annotated[str | None, Field(description="User to log in as on the SSH server.")] = None,
+        ssh_key_env: Annotated[
+            str | None,
+            Field(
+                description="Name of a server environment variable holding the SSH private key "
+                "(its text, or the path of a key file)."
+            ),
+        ] = None,
+        ssh_password_env: Annotated[
+            str | None, Field(description="Name of a server environment variable holding the SSH password.")
+        ] = None,
+        ssh_known_hosts: Annotated[
+            str | None,
+            Field(
+                description="Path on the server of a known_hosts file with the SSH server's host key "
+                "(default ~/.ssh/known_hosts); an unknown or changed key is refused."
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """Open a named connection pool to a PostgreSQL database and test it."""
         settings = self.app.settings
@@ -65,11 +98,22 @@ class ConnectionTools:
                 password_env=password_env,
                 pool_size=pool_size,
                 ssl_mode=ssl_mode or settings.db_ssl_mode,
+                ssl_root_cert=ssl_root_cert,
+                ssl_cert=ssl_cert,
+                ssl_key=ssl_key,
                 readonly=readonly,
+                ssh_host=ssh_host,
+                ssh_port=ssh_port,
+                ssh_user=ssh_user,
+                ssh_key_env=ssh_key_env,
+                ssh_password_env=ssh_password_env,
+                ssh_known_hosts=ssh_known_hosts,
             )
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
+            if not field:  # a rule across fields: its message names them
+                raise InvalidInput(str(err["msg"]).removeprefix("Value error, ")) from None
             raise InvalidInput(f"Invalid {field}: {err['msg']}") from None
         conn, note = await self.app.registry.add(spec, source="runtime")
         result: dict[str, Any] = {
