@@ -34,7 +34,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -45,6 +45,7 @@ from pgmcp.db import session
 from pgmcp.db.catalog import CatalogCache
 from pgmcp.db.convert import column_info, convert_params, make_row_encoder, params_converter
 from pgmcp.db.privileges import refuse, set_role_sql
+from pgmcp.db.plans import PlanSession
 from pgmcp.db.registry import Connection, ConnectionRegistry, PgMcpConnection
 from pgmcp.errors import (
     ConnectionFailed,
@@ -63,6 +64,7 @@ from pgmcp.security.functions import FunctionCatalog
 __all__ = ["BatchResult", "Executor", "QueryResult", "TransactionResult"]
 
 JsonRow = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass
@@ -714,6 +716,69 @@ class Executor:
             tool=tool,
         )
         return results
+
+    # --- plans with hypothetical indexes (recommend_indexes, explain_query) --------
+
+    async def plan_session(
+        self,
+        connection_id: str,
+        queries: Sequence[str],
+        body: Callable[[PlanSession], Awaitable[T]],
+        *,
+        tool: str,
+        skip_refused: bool = False,
+        statements: int = 1,
+        verbose: bool = False,
+    ) -> tuple[T, list[tuple[str, PgMcpError]]]:
+        """Run ``body`` with a :class:`PlanSession` for ``queries`` in one READ ONLY transaction,
+        always rolled back.
+
+        Every query is checked by the policy as a read first, as ``execute_query`` would check
+        it; a refusal raises (or, with ``skip_refused``, is returned beside the result). The
+        hypothetical indexes ``body`` creates are reset before the transaction ends; if the
+        call fails after creating one, the connection is closed instead of pooled.
+
+        Raises:
+            QueryBlocked, LimitExceeded: a query the policy refuses (unless ``skip_refused``).
+            QueryTimeout, ConnectionFailed, DatabaseError.
+        """
+        conn = self.registry.get(connection_id)
+        allowed: list[str] = []
+        refused: list[tuple[str, PgMcpError]] = []
+        for query in queries:
+            try:
+                await self.check(conn, query, require_read=True, tool=tool)
+            except (QueryBlocked, LimitExceeded) as exc:
+                if not skip_refused:
+                    raise
+                refused.append((query, exc))
+                continue
+            allowed.append(query)
+        started = time.perf_counter()
+        try:
+            async with self._transaction(conn, readonly=True, rollback=True, statements=statements) as c:
+                session = PlanSession(c, allowed, verbose=verbose)
+                try:
+                    result = await body(session)
+                    await session.reset()
+                except BaseException:
+                    if session.dirty:
+                        # Hypothetical indexes outlive a rollback: this session must not be reused.
+                        c.terminate()
+                    raise
+        except Exception as exc:
+            failure = self._failed(conn, exc, query=tool, query_type="EXPLAIN", started=started, tool=tool)
+            raise failure from (None if failure is exc else exc)
+        self._record(
+            conn,
+            query=tool,
+            query_type="EXPLAIN",
+            started=started,
+            success=True,
+            row_count=len(allowed),
+            tool=tool,
+        )
+        return result, refused
 
 
 # Statement kinds that cannot create, replace or drop a function, operator or cast.
