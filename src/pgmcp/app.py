@@ -75,6 +75,7 @@ async def open_app(settings: Settings) -> AsyncIterator[AppContext]:
             await registry.add(default, source="env")
         for spec in settings.connections:
             await registry.add(spec, source="config")
+        await executor.catalogs.preload(registry.all(), timeout=min(settings.connection_timeout, 5.0))
         registry.start_probing()
         yield app
     finally:

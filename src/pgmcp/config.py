@@ -211,6 +211,13 @@ class Settings(BaseSettings):
         "warn", description="What access to SENSITIVE_TABLES does: warn or block."
     )
     require_limit_for_select_star: bool = Field(False, description="Block SELECT * without LIMIT.")
+    allowed_functions: CsvList = Field(
+        default_factory=list,
+        description="VOLATILE functions read paths may call anyway (never the always-blocked ones).",
+    )
+    blocked_functions: CsvList = Field(
+        default_factory=list, description="Functions refused on every path, however they are called."
+    )
 
     # --- results ------------------------------------------------------------
     default_fetch_size: int = Field(
@@ -294,10 +301,61 @@ class Settings(BaseSettings):
         10 * 1024 * 1024, ge=1024, description="Audit file size before rotation."
     )
 
+    # --- database intelligence (analyze_db_health, get_activity, recommend_indexes) ---
+    health_unused_index_min_bytes: int = Field(
+        1024 * 1024, ge=0, description="analyze_db_health reports never-scanned indexes at least this big."
+    )
+    health_index_bloat_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Estimated bloat fraction of a B-tree index that analyze_db_health reports.",
+    )
+    health_index_bloat_min_bytes: int = Field(
+        10 * 1024 * 1024, ge=0, description="Indexes smaller than this are not checked for bloat."
+    )
+    health_dead_tuple_ratio: float = Field(
+        0.2, gt=0, le=1, description="Dead fraction of a table's rows that analyze_db_health reports."
+    )
+    health_dead_tuples_min: int = Field(
+        1000, ge=0, description="Tables with fewer dead rows than this are not reported."
+    )
+    health_xid_age_warning: int = Field(
+        1_000_000_000,
+        ge=1,
+        description="Transaction-ID age (of a database or table) reported as a warning; 1.5x is critical.",
+    )
+    health_sequence_used_ratio: float = Field(
+        0.9, gt=0, le=1, description="Fraction of a sequence's range used that is a warning (0.99: critical)."
+    )
+    health_connections_used_ratio: float = Field(
+        0.8, gt=0, le=1, description="Fraction of max_connections in use that is a warning (0.95: critical)."
+    )
+    health_idle_in_transaction_seconds: float = Field(
+        60, ge=0, description="Sessions idle in a transaction longer than this are reported."
+    )
+    health_cache_hit_ratio: float = Field(
+        0.95, ge=0, le=1, description="Heap or index cache hit ratio below this is reported."
+    )
+    health_replication_lag_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=0,
+        description="Replication lag, or WAL a replication slot retains, beyond this is reported.",
+    )
+    activity_long_transaction_seconds: float = Field(
+        300, ge=0, description="get_activity lists transactions open longer than this as long_transactions."
+    )
+    index_advisor_min_improvement: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="recommend_indexes keeps indexes that cut the estimated cost by this fraction.",
+    )
+
     # --- tools, auth, extensions ----------------------------------------------
     enabled_tools: CsvList = Field(
         default_factory=list,
-        description="Tools or groups (read, write, admin, monitoring) to expose; empty = all.",
+        description="Tools or groups (read, write, admin, monitoring, intelligence) to expose; empty = all.",
     )
     mcp_oidc_issuer: str | None = Field(None, description="OIDC issuer whose JWTs are accepted.")
     mcp_oidc_audience: str | None = Field(None, description="Audience the JWTs must carry.")
@@ -315,6 +373,8 @@ class Settings(BaseSettings):
         "blocked_keywords",
         "allowed_db_hosts",
         "sensitive_tables",
+        "allowed_functions",
+        "blocked_functions",
         "enabled_tools",
         "mcp_plugins",
         "mcp_allowed_hosts",

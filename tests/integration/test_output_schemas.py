@@ -89,6 +89,17 @@ def cases(db: PgServer) -> dict[str, list[dict[str, Any]]]:
         "get_metrics": [{}],
         "get_query_history": [{}, {"connection_id": "default", "min_duration_ms": 0, "limit": 2}],
         "get_business_metrics": [{}, {"window_seconds": 60}],
+        "analyze_db_health": [
+            {"connection_id": "default"},
+            {"connection_id": "default", "checks": ["indexes"]},
+        ],
+        "get_activity": [{"connection_id": "default"}],
+        "recommend_indexes": [
+            {"connection_id": "default", "queries": ["SELECT id FROM orders WHERE customer_id = 42"]}
+        ],
+        # Needs pg_stat_statements preloaded, which this server may lack: its results (and those of
+        # explain_query with hypothetical_indexes) are checked against the schema in test_intelligence.py.
+        "get_top_queries": [],
         "copy_data": [
             {
                 "source_connection_id": "default",

@@ -100,7 +100,9 @@ EXTRA: list[Case] = [
         "setval",
     ),
     ('SELECT "DROP" FROM "TRUNCATE"', READ, "keywords as quoted identifiers of a real table"),
-    ("SELECT next_s()", READ, "a function that calls nextval looks like a read"),
+    # Labelled IMMUTABLE, so the catalog layer lets it through (a VOLATILE one is refused on read
+    # paths): only the READ ONLY transaction stops what the policy cannot see into.
+    ("SELECT next_s()", READ, "a mislabelled IMMUTABLE function that calls nextval looks like a read"),
     (
         'SELECT "drop", drop_log, alter_ego, truncated FROM t ORDER BY id LIMIT 2',
         READ,
@@ -166,7 +168,7 @@ INSERT INTO "TRUNCATE" VALUES (7);
 CREATE SEQUENCE s;
 SELECT nextval('s');
 CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n FROM t;
-CREATE FUNCTION next_s() RETURNS bigint LANGUAGE sql AS $$ SELECT nextval('s') $$;
+CREATE FUNCTION next_s() RETURNS bigint LANGUAGE sql IMMUTABLE AS $$ SELECT nextval('s') $$;
 CREATE PROCEDURE wipe_t() LANGUAGE sql AS $$ DELETE FROM t $$;
 CREATE PROCEDURE p() LANGUAGE sql AS $$ DELETE FROM t $$;
 SELECT lo_from_bytea(1, 'large object one');

@@ -52,9 +52,10 @@ async def db(module_db: PgServer) -> PgServer:
     try:
         await conn.execute("CREATE TABLE ledger (id int PRIMARY KEY, amount int NOT NULL)")
         await conn.execute("INSERT INTO ledger SELECT g, g FROM generate_series(1, 10) g")
-        # A writer the policy cannot see into: only the READ ONLY transaction stops it.
+        # A writer the policy cannot see into, mislabelled STABLE so that the catalog layer lets it
+        # through (a VOLATILE one is refused on read paths): only the READ ONLY transaction stops it.
         await conn.execute(
-            "CREATE FUNCTION sneaky() RETURNS int LANGUAGE plpgsql AS "
+            "CREATE FUNCTION sneaky() RETURNS int LANGUAGE plpgsql STABLE AS "
             "$$ BEGIN INSERT INTO ledger VALUES (99, 1); RETURN 1; END $$"
         )
     finally:

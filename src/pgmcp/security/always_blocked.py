@@ -49,7 +49,9 @@ SQL-language function bodies, ``EXPLAIN`` targets — and wherever a statement
 names them (``GRANT EXECUTE ON FUNCTION``, ``CREATE CAST ... WITH FUNCTION``,
 ``CREATE AGGREGATE (SFUNC = ...)``, ``CREATE OPERATOR (FUNCTION = ...)``).
 Names compare case-insensitively on their last part, so ``pg_catalog.pg_read_file``,
-``"pg_read_file"`` and ``U&"pg\\005fread_file"`` are all caught:
+``"pg_read_file"`` and ``U&"pg\\005fread_file"`` are all caught, and so is attribute
+notation (``('/etc/hostname'::text).pg_read_file``, ``t.lo_create``: every field name
+after the first is a possible one-argument call, see :mod:`pgmcp.security.calls`):
 
 * files and the server host: ``pg_read_file``, ``pg_read_binary_file``, ``pg_stat_file``,
   ``pg_ls_*``, ``lo_import``, ``lo_export``, adminpack's ``pg_file_*`` and
@@ -68,9 +70,11 @@ Names compare case-insensitively on their last part, so ``pg_catalog.pg_read_fil
   objects (``lo_create``, ``lo_creat``, ``lo_unlink``, ``lo_from_bytea``, ``lo_put``,
   ``lo_truncate*``, ``lo_open``, ``lo_close``, ``lo_lseek*``, ``lo_tell*``, ``loread``,
   ``lowrite``; ``lo_get`` is a plain read and passes);
-* functions that run SQL text this parser never sees: ``query_to_xml``,
-  ``query_to_xml_and_xmlschema``, ``query_to_xmlschema``, ``cursor_to_xml``,
-  ``cursor_to_xmlschema``, ``ts_stat``, and the two-argument ``ts_rewrite``.
+* functions that run SQL text this parser never sees (their message says so):
+  ``query_to_xml``, ``query_to_xml_and_xmlschema``, ``query_to_xmlschema``,
+  ``cursor_to_xml``, ``cursor_to_xmlschema``, ``database_to_xml*``, ``schema_to_xml*``
+  (a query per table), ``ts_stat``, the two-argument ``ts_rewrite``, ``xpath_table``,
+  ``crosstab*``, ``connectby``, ``pg_background_*`` (and ``dblink*`` above).
 
 ``pg_sleep``, ``txid_current``/``pg_current_xact_id``, ``table_to_xml`` and the
 ``pg_stat_get_*``/``pg_get_*`` readers are allowed.
@@ -83,6 +87,7 @@ from typing import Any, Final
 import orjson
 from pglast import parser as _pg
 
+from pgmcp.security.calls import names_of
 from pgmcp.security.tree import Tree, kind_of, last_name, walk
 
 _BLOCKED_FUNCTIONS: Final = frozenset(
@@ -104,11 +109,20 @@ _BLOCKED_FUNCTIONS: Final = frozenset(
         "lo_create", "lo_creat", "lo_unlink", "lo_from_bytea", "lo_put", "lo_truncate",
         "lo_truncate64", "lo_open", "lo_close", "lo_lseek", "lo_lseek64", "lo_tell",
         "lo_tell64", "loread", "lowrite",
-        # run SQL text the parser never sees
-        "query_to_xml", "query_to_xml_and_xmlschema", "query_to_xmlschema",
-        "cursor_to_xml", "cursor_to_xmlschema", "ts_stat",
     }
 )  # fmt: skip
+# Functions that run SQL text (or whole schemas' worth of queries) the parser never sees:
+# refused on every path, with a message saying so.
+_SQL_TEXT_FUNCTIONS: Final = frozenset(
+    {
+        "query_to_xml", "query_to_xml_and_xmlschema", "query_to_xmlschema",
+        "cursor_to_xml", "cursor_to_xmlschema",
+        "database_to_xml", "database_to_xml_and_xmlschema", "database_to_xmlschema",
+        "schema_to_xml", "schema_to_xml_and_xmlschema", "schema_to_xmlschema",
+        "ts_stat", "xpath_table", "connectby",
+    }
+)  # fmt: skip
+_SQL_TEXT_PREFIXES: Final = ("crosstab", "pg_background_")
 _BLOCKED_FUNCTION_PREFIXES: Final = (
     "pg_ls_",
     "pg_file_",
@@ -187,11 +201,27 @@ _TEMP_MESSAGE: Final = (
 _DML_NODES: Final = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"})
 
 
-def _function_is_blocked(name: str, nargs: int) -> bool:
+def runs_sql_text(name: str, nargs: int) -> bool:
+    """Whether function ``name`` called with ``nargs`` arguments (-1: unknown) runs SQL text it is given."""
+    if name in _SQL_TEXT_FUNCTIONS or name.startswith(_SQL_TEXT_PREFIXES):
+        return True
+    return name == "ts_rewrite" and nargs in (2, -1)  # ts_rewrite(query, 'SELECT ...') runs the SQL text
+
+
+def function_message(name: str, nargs: int) -> str | None:
+    """The refusal of an always-blocked function ``name`` called with ``nargs`` arguments, if it is one."""
+    if runs_sql_text(name, nargs):
+        return (
+            f"Query blocked: function '{name}' is not allowed (it runs SQL text that the policy cannot check)"
+        )
+    if _function_is_blocked(name):
+        return f"Query blocked: function '{name}' is not allowed"
+    return None
+
+
+def _function_is_blocked(name: str) -> bool:
     if name in _BLOCKED_FUNCTIONS or name.startswith(_BLOCKED_FUNCTION_PREFIXES):
         return True
-    if name == "ts_rewrite":
-        return nargs == 2  # ts_rewrite(query, 'SELECT ...') runs the SQL text
     return (
         name.startswith("pg_")
         and ("replication_slot" in name or "logical_slot" in name)
@@ -227,16 +257,29 @@ def always_blocked_message(tree: Tree) -> str | None:
     for into, runs in tree.intos:
         if runs and _is_lasting_temp(into.get("rel"), into.get("onCommit")):
             return _TEMP_MESSAGE
+    return called_function_message(tree)
+
+
+def called_function_message(tree: Tree) -> str | None:
+    """The refusal of the first always-blocked function the tree calls or names, if any."""
     names = [
         (call.get("location", 0), last_name(call.get("funcname")), len(call.get("args") or ()))
         for call, _ in tree.funcs
     ]
     for _, name, nargs in sorted(names):
-        if _function_is_blocked(name, nargs):
-            return f"Query blocked: function '{name}' is not allowed"
+        message = function_message(name, nargs)
+        if message is not None:
+            return message
+    # Attribute notation: (x).f and t.f call f(x) when f is a one-argument function.
+    for fields, _ in tree.attrs:
+        for name in names_of(fields):
+            message = function_message(name, 1)
+            if message is not None:
+                return message
     for name in tree.func_refs:
-        if _function_is_blocked(name, -1):
-            return f"Query blocked: function '{name}' is not allowed"
+        message = function_message(name, -1)
+        if message is not None:
+            return message
     return None
 
 
@@ -278,8 +321,9 @@ def _blocked_statement_detail(node: str, body: dict[str, Any]) -> str | None:
             if isinstance(arg, dict):
                 names = arg.get("TypeName", {}).get("names") if "TypeName" in arg else None
                 name = last_name(names)
-                if name and _function_is_blocked(name, -1):
-                    return f"Query blocked: function '{name}' is not allowed"
+                message = function_message(name, -1) if name else None
+                if message is not None:
+                    return message
     return None
 
 
@@ -310,8 +354,7 @@ def _function_definition_detail(body: dict[str, Any]) -> str | None:
             return None  # PostgreSQL will refuse it, or it is opaque to us
         for stmt in stmts:
             inner = walk(stmt.get("stmt", {}))
-            for call, _ in inner.funcs:
-                name = last_name(call.get("funcname"))
-                if _function_is_blocked(name, len(call.get("args") or ())):
-                    return f"Query blocked: function '{name}' is not allowed"
+            message = called_function_message(inner)
+            if message is not None:
+                return message
     return None

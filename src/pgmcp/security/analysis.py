@@ -18,6 +18,7 @@ from pglast import parser as _pg
 
 from pgmcp.errors import DatabaseError, InvalidInput, PgMcpError, QueryBlocked
 from pgmcp.security.always_blocked import always_blocked_message
+from pgmcp.security.calls import Calls, calls_of
 from pgmcp.security.keywords import could_be_keyword, keyword_tokens_of
 from pgmcp.security.tree import (
     explain_analyzes,
@@ -67,6 +68,7 @@ class Analysis:
     always_blocked: str | None
     select_star_without_limit: bool
     keyword_tokens: list[str] = field(default_factory=list)
+    calls: Calls = field(default_factory=Calls)
 
 
 def _parse(query: str) -> list[Any] | Refusal:
@@ -154,4 +156,5 @@ def analyse(query: str, *, keywords: frozenset[str]) -> Analysis | Refusal:
             if keywords and could_be_keyword(query.encode().upper(), keywords)
             else []
         ),
+        calls=calls_of(tree),
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 from pgmcp.errors import LimitExceeded, PgMcpError, QueryBlocked
 from pgmcp.security.analysis import Refusal, analyse, query_blocked
+from pgmcp.security.functions import FunctionCatalog, judge_calls
 
 if TYPE_CHECKING:
     from pgmcp.config import Settings
@@ -30,7 +31,9 @@ class Decision:
     ``kinds`` every kind the statement runs, nested ones included; ``is_read``
     whether it cannot change data; ``analyze_target_is_write`` is true for
     ``EXPLAIN ANALYZE`` of a write; ``tables`` the relations it names (lower
-    case, last name part); ``warnings`` the risks of warn-level rules.
+    case, last name part); ``warnings`` the risks of warn-level rules;
+    ``unknown_functions`` the functions it calls that the catalog given to
+    :meth:`Policy.check` does not know (the caller may refresh it and ask again).
     """
 
     query_type: str
@@ -39,6 +42,7 @@ class Decision:
     analyze_target_is_write: bool = False
     tables: frozenset[str] = frozenset()
     warnings: tuple[str, ...] = ()
+    unknown_functions: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,8 @@ class Policy:
         sensitive_tables: Iterable[str] = (),
         sensitive_tables_action: str = "warn",
         require_limit_for_select_star: bool = False,
+        allowed_functions: Iterable[str] = (),
+        blocked_functions: Iterable[str] = (),
     ) -> None:
         if sensitive_tables_action not in ("warn", "block"):
             raise ValueError("sensitive_tables_action must be 'warn' or 'block'")
@@ -89,8 +95,10 @@ class Policy:
         self._sensitive_action = sensitive_tables_action
         self._require_limit = require_limit_for_select_star
         self._blocked_set = frozenset(self._blocked)
+        self._allowed_functions = frozenset(_names(allowed_functions))
+        self._blocked_functions = frozenset(_names(blocked_functions))
         self._rules: list[Rule] = []
-        self._cache: OrderedDict[tuple[str, bool, bool, str], Decision | Refusal] = OrderedDict()
+        self._cache: OrderedDict[_Key, Decision | Refusal] = OrderedDict()
         self._cache_chars = 0
 
     @classmethod
@@ -104,6 +112,8 @@ class Policy:
             sensitive_tables=settings.sensitive_tables,
             sensitive_tables_action=settings.sensitive_tables_action,
             require_limit_for_select_star=settings.require_limit_for_select_star,
+            allowed_functions=settings.allowed_functions,
+            blocked_functions=settings.blocked_functions,
         )
 
     @property
@@ -154,13 +164,16 @@ class Policy:
         readonly: bool = False,
         require_read: bool = False,
         read_tool_hint: str = "execute_transaction",
+        catalog: FunctionCatalog | None = None,
     ) -> Decision:
         """Decide about one statement.
 
         ``readonly=True``: this call must be read-only (a read-only connection;
         READONLY_MODE implies it). ``require_read=True``: the calling tool
         (``execute_query``) only runs reads, and a write is refused with a
-        message naming ``read_tool_hint``.
+        message naming ``read_tool_hint``. ``catalog``: what the target database's
+        ``pg_proc`` says (:mod:`pgmcp.security.functions`); without it only the
+        parser's checks apply (no volatility judgement on read paths).
 
         Raises :class:`LimitExceeded` (too long), :class:`InvalidInput` (NUL or
         invalid text), :class:`DatabaseError` (syntax error, SQLSTATE 42601) or
@@ -170,7 +183,7 @@ class Policy:
             raise LimitExceeded(
                 f"Query too long: {len(query)} characters (MAX_QUERY_LENGTH is {self._max_query_length})"
             )
-        key = (query, readonly, require_read, read_tool_hint)
+        key = (query, readonly, require_read, read_tool_hint, 0 if catalog is None else catalog.version)
         cache = self._cache
         hit = cache.get(key)
         if hit is not None:
@@ -182,7 +195,7 @@ class Policy:
                 raise hit.error()
             return hit
         try:
-            outcome: Decision | Refusal = self._decide(query, readonly, require_read, read_tool_hint)
+            outcome: Decision | Refusal = self._decide(query, readonly, require_read, read_tool_hint, catalog)
         except _RuleFailed as exc:  # not cached: a rule may fail for a passing reason
             raise QueryBlocked(str(exc), reason="custom_rule") from exc.__cause__
         self._remember(key, outcome)
@@ -192,7 +205,7 @@ class Policy:
 
     # --- internals ---------------------------------------------------------------
 
-    def _remember(self, key: tuple[str, bool, bool, str], outcome: Decision | Refusal) -> None:
+    def _remember(self, key: _Key, outcome: Decision | Refusal) -> None:
         cache = self._cache
         size = len(key[0])
         if size > _CACHE_CHARS // 8:
@@ -203,7 +216,9 @@ class Policy:
             old, _ = cache.popitem(last=False)
             self._cache_chars -= len(old[0])
 
-    def _decide(self, query: str, readonly: bool, require_read: bool, hint: str) -> Decision | Refusal:
+    def _decide(
+        self, query: str, readonly: bool, require_read: bool, hint: str, catalog: FunctionCatalog | None
+    ) -> Decision | Refusal:
         analysis = analyse(query, keywords=self._blocked_set)
         if isinstance(analysis, Refusal):
             return analysis
@@ -231,6 +246,24 @@ class Policy:
                     "read_only_tool",
                 )
 
+        # Functions: BLOCKED_FUNCTIONS everywhere; on a read path only what the catalog says cannot
+        # change state. EXPLAIN of a read runs (ANALYZE) or plans it in a READ ONLY transaction.
+        read_path = (
+            self._readonly_mode
+            or readonly
+            or require_read
+            or (analysis.query_type == "EXPLAIN" and analysis.is_read)
+        )
+        judgement = judge_calls(
+            analysis.calls,
+            catalog,
+            read_path=read_path,
+            allowed=self._allowed_functions,
+            blocked=self._blocked_functions,
+        )
+        if judgement.message is not None:
+            return query_blocked(judgement.message, judgement.reason)
+
         for kind in analysis.kinds:
             if kind not in self._allowed:
                 return query_blocked(
@@ -256,6 +289,7 @@ class Policy:
             analyze_target_is_write=analysis.analyze_target_is_write,
             tables=analysis.tables,
             warnings=tuple(warnings),
+            unknown_functions=judgement.unknown,
         )
         for rule in self._rules:
             try:
@@ -279,6 +313,13 @@ class Policy:
 
 class _RuleFailed(Exception):
     pass
+
+
+_Key = tuple[str, bool, bool, str, int]
+
+
+def _names(items: Iterable[str]) -> list[str]:
+    return [name.strip().strip('"').rsplit(".", 1)[-1].lower() for name in items if name and name.strip()]
 
 
 def _words(items: Iterable[str]) -> list[str]:

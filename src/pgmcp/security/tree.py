@@ -112,9 +112,10 @@ def _statement_node_names() -> frozenset[str]:
 
 
 # Walker dispatch: what a key of the JSON tree means.
-_K_FUNC, _K_STMT, _K_DEFN, _K_EXPLAIN, _K_LOCK, _K_INTO, _K_OBJNAME, _K_SKIP, _K_RANGEVAR, _K_NAMES = range(
-    10
-)
+(
+    _K_FUNC, _K_STMT, _K_DEFN, _K_EXPLAIN, _K_LOCK, _K_INTO, _K_OBJNAME, _K_SKIP, _K_RANGEVAR, _K_NAMES,
+    _K_COLREF, _K_INDIRECTION, _K_OPERATOR, _K_CAST, _K_OPERNAME, _K_TYPECAST,
+) = range(16)  # fmt: skip
 # Statements whose nested statements are definitions that do not run now.
 _DEFINITION_NODES: Final = frozenset(
     {
@@ -138,11 +139,16 @@ _DISPATCH: Final[dict[str, int]] = {
     "intoClause": _K_INTO,
     "objname": _K_OBJNAME,
     "RangeVar": _K_RANGEVAR,
+    # Calls without a FuncCall node (see pgmcp.security.calls): attribute notation, operators, casts.
+    "ColumnRef": _K_COLREF,
+    "A_Indirection": _K_INDIRECTION,
+    "A_Expr": _K_OPERATOR,
+    "operName": _K_OPERNAME,
+    "useOp": _K_OPERNAME,  # ORDER BY x USING op
     # Leaves with no expression inside, not worth a visit: constants, column
     # references, name lists (function, operator, type names), aliases, and type
     # names (PostgreSQL refuses type modifiers that are not constants).
     "A_Const": _K_SKIP,
-    "ColumnRef": _K_SKIP,
     "String": _K_SKIP,
     "Integer": _K_SKIP,
     "Float": _K_SKIP,
@@ -151,8 +157,11 @@ _DISPATCH: Final[dict[str, int]] = {
     "name": _K_NAMES,  # CreateOpClassItem.name is a function reference)
     "names": _K_NAMES,
     "alias": _K_SKIP,
-    "typeName": _K_SKIP,
-    "TypeName": _K_SKIP,
+    # A type named in an expression converts a value to it (CAST, ::, RETURNING, XMLTABLE and
+    # JSON_TABLE columns): judged like an explicit cast. Not descended into (modifiers are constants).
+    "typeName": _K_CAST,
+    "TypeName": _K_CAST,
+    "TypeCast": _K_TYPECAST,
 }
 
 
@@ -214,7 +223,7 @@ def _option_is_true(arg: Any) -> bool:
 class Tree:
     """What one walk of a parse tree found."""
 
-    __slots__ = ("funcs", "func_refs", "intos", "locks", "relations", "stmts")
+    __slots__ = ("attrs", "casts", "funcs", "func_refs", "intos", "locks", "operators", "relations", "stmts")
 
     def __init__(self) -> None:
         self.stmts: list[tuple[str, dict[str, Any], bool]] = []  # (node type, body, runs now)
@@ -223,6 +232,14 @@ class Tree:
         self.intos: list[tuple[dict[str, Any], bool]] = []
         self.locks: list[Any] = []
         self.relations: list[dict[str, Any]] = []
+        # Calls without a FuncCall node, each with whether it runs now:
+        self.attrs: list[
+            tuple[list[Any], bool]
+        ] = []  # field names after the first (ColumnRef, A_Indirection)
+        self.operators: list[tuple[list[Any], bool]] = []  # operator name lists (A_Expr, SubLink)
+        # TypeName a value is converted to, and whether that value is a string literal (or NULL):
+        # 'ok'::mood runs only mood's input function, no cast function.
+        self.casts: list[tuple[dict[str, Any], bool, bool]] = []
 
 
 def walk(root: dict[str, Any]) -> Tree:
@@ -261,6 +278,29 @@ def walk(root: dict[str, Any]) -> Tree:
                         push(value)
                     elif code == _K_RANGEVAR:
                         relations.append(value)  # its alias holds names only
+                    elif code == _K_COLREF:
+                        fields = value.get("fields")
+                        if fields and len(fields) > 1:
+                            tree.attrs.append((fields[1:], runs))
+                    elif code == _K_INDIRECTION:
+                        tree.attrs.append((value.get("indirection") or [], runs))
+                        push(value)
+                    elif code == _K_OPERATOR:
+                        tree.operators.append((value.get("name") or [], runs))
+                        push(value)
+                    elif code == _K_CAST:
+                        tree.casts.append((value, runs, False))
+                    elif code == _K_TYPECAST:
+                        arg, type_name = value.get("arg"), value.get("typeName")
+                        constant = arg.get("A_Const") if isinstance(arg, dict) else None
+                        if (
+                            isinstance(type_name, dict)
+                            and isinstance(constant, dict)
+                            and ("sval" in constant or constant.get("isnull"))
+                        ):
+                            tree.casts.append((type_name, runs, True))
+                        else:
+                            push(value)
                     elif code == _K_DEFN:
                         stmts.append((key, value, runs))
                         subtrees.append((value, False))
@@ -278,6 +318,9 @@ def walk(root: dict[str, Any]) -> Tree:
                     code = dispatch(key)
                     if code is not None:
                         if code in (_K_SKIP, _K_NAMES):
+                            continue
+                        if code == _K_OPERNAME:  # x op ANY (subquery): the operator is a call
+                            tree.operators.append((value, runs))
                             continue
                         if code == _K_OBJNAME:  # a function, aggregate or operator named by a statement
                             tree.func_refs.append(last_name(value))

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from pgmcp.app import AppContext
+from pgmcp.errors import InvalidInput
 from pgmcp.tools import ConnectionId, Params
+from pgmcp.tools.advisor import AdvisorTools, HypotheticalIndex
 
 # A sequential scan over fewer rows than this is not worth a warning.
 SEQ_SCAN_ROWS = 10_000
@@ -82,25 +84,42 @@ class ExplainTools:
         analyze: Annotated[
             bool, Field(description="Run it for real timings (a write is always rolled back).")
         ] = False,
+        hypothetical_indexes: Annotated[
+            list[HypotheticalIndex],
+            Field(description="Plan also as if these indexes existed (hypopg): result.hypothetical."),
+        ] = [],  # noqa: B006 - pydantic copies defaults
     ) -> dict[str, Any]:
         """Show PostgreSQL's plan (JSON) with a summary and warnings such as large sequential scans."""
+        if hypothetical_indexes:
+            if analyze:
+                raise InvalidInput(
+                    "hypothetical_indexes cannot be combined with analyze=true: a hypothetical index "
+                    "cannot be executed, only planned"
+                )
+            plain, with_indexes, made = await AdvisorTools(self.app).explain_hypothetical(
+                connection_id, query, list(params or ()), hypothetical_indexes
+            )
+            plain_root = plain.get("Plan", {})
+            root = with_indexes.get("Plan", {})
+            return {
+                "success": True,
+                "plan": [plain],
+                "summary": _summary(plain, plain_root, False),
+                "warnings": plan_warnings(plain_root, False),
+                "analyzed": False,
+                "hypothetical": {
+                    "indexes": made,
+                    "plan": [with_indexes],
+                    "summary": _summary(with_indexes, root, False),
+                    "warnings": plan_warnings(root, False),
+                },
+            }
         raw, decision, duration_ms = await self.app.executor.explain(
             connection_id, query, params or (), analyze=analyze
         )
         document = raw[0] if isinstance(raw, list) and raw else raw
         root = document.get("Plan", {}) if isinstance(document, dict) else {}
-        summary: dict[str, Any] = {
-            "total_cost": root.get("Total Cost"),
-            "plan_rows": root.get("Plan Rows"),
-            "node_type": root.get("Node Type"),
-        }
-        if isinstance(document, dict):
-            if "Planning Time" in document:
-                summary["planning_time_ms"] = document["Planning Time"]
-            if "Execution Time" in document:
-                summary["execution_time_ms"] = document["Execution Time"]
-            if analyze:
-                summary["actual_rows"] = root.get("Actual Rows")
+        summary = _summary(document, root, analyze)
         result: dict[str, Any] = {
             "success": True,
             "plan": raw,
@@ -111,3 +130,19 @@ class ExplainTools:
         if analyze and not decision.is_read:
             result["rolled_back"] = True
         return result
+
+
+def _summary(document: Any, root: dict[str, Any], analyze: bool) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "total_cost": root.get("Total Cost"),
+        "plan_rows": root.get("Plan Rows"),
+        "node_type": root.get("Node Type"),
+    }
+    if isinstance(document, dict):
+        if "Planning Time" in document:
+            summary["planning_time_ms"] = document["Planning Time"]
+        if "Execution Time" in document:
+            summary["execution_time_ms"] = document["Execution Time"]
+        if analyze:
+            summary["actual_rows"] = root.get("Actual Rows")
+    return summary

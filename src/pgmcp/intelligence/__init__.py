@@ -1,0 +1,1 @@
+"""Database intelligence without I/O: candidate indexes from parse trees (:mod:`.candidates`)."""
