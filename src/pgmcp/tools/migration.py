@@ -16,9 +16,10 @@ from pgmcp.progress import current_progress
 from pgmcp.tools.schema_diff import compare_schemas
 from pgmcp.tools.table_diff import MAX_CHUNKS, compare_tables
 
-# Names without descriptions: tools/list stays small, and the parameter names say what they are.
-Name = Annotated[str, Field(min_length=1)]
-Conn = Annotated[str, Field(min_length=1, max_length=128)]
+# Short descriptions: tools/list stays small, and the parameter names say most of it.
+Conn = Annotated[str, Field(min_length=1, max_length=128, description="A connection id.")]
+Table = Annotated[str, Field(min_length=1, description="Table, or schema.table.")]
+Schema = Annotated[str, Field(min_length=1, description="Schema.")]
 
 
 class MigrationTools:
@@ -31,16 +32,20 @@ class MigrationTools:
         source_connection_id: Conn,
         query: Annotated[str, Field(min_length=1, description="A read; transform in it. No $n.")],
         target_connection_id: Conn,
-        target_table: Name,
+        target_table: Annotated[str, Field(min_length=1, description="Existing target table.")],
         columns: Annotated[
             list[str] | dict[str, str] | None,
             Field(
                 description="Target column per query column: list (by position) or {query col: target col}."
             ),
         ] = None,
-        target_schema: Name = "public",
-        on_conflict: Literal["error", "skip"] = "error",
-        batch_rows: Annotated[int, Field(ge=1, le=MAX_BATCH_ROWS)] = 10000,
+        target_schema: Schema = "public",
+        on_conflict: Annotated[
+            Literal["error", "skip"], Field(description="skip: rows whose key exists are left out.")
+        ] = "error",
+        batch_rows: Annotated[
+            int, Field(ge=1, le=MAX_BATCH_ROWS, description="Rows per COPY batch.")
+        ] = 10000,
     ) -> dict[str, Any]:
         """Copy a query's rows from one connection into a table on another by COPY, all or none
         (on_conflict='skip' skips existing keys). The target is judged as an INSERT."""
@@ -91,9 +96,9 @@ class MigrationTools:
         self,
         source_connection_id: Conn,
         target_connection_id: Conn,
-        source_schema: Name = "public",
-        target_schema: Name = "public",
-        tables: list[str] | None = None,
+        source_schema: Schema = "public",
+        target_schema: Schema = "public",
+        tables: Annotated[list[str] | None, Field(description="Only these tables.")] = None,
     ) -> dict[str, Any]:
         """Compare two schemas: tables, columns, keys, foreign keys, indexes on one side only or differing."""
         differences = await compare_schemas(
@@ -109,12 +114,12 @@ class MigrationTools:
     async def compare_tables(
         self,
         source_connection_id: Conn,
-        source_table: Name,
+        source_table: Table,
         target_connection_id: Conn,
-        target_table: Name,
-        key: str | list[str],
-        columns: list[str] | None = None,
-        chunks: Annotated[int, Field(ge=1, le=MAX_CHUNKS)] = 16,
+        target_table: Table,
+        key: Annotated[str | list[str], Field(description="Key column(s).")],
+        columns: Annotated[list[str] | None, Field(description="Columns to compare (default: all).")] = None,
+        chunks: Annotated[int, Field(ge=1, le=MAX_CHUNKS, description="Key ranges.")] = 16,
     ) -> dict[str, Any]:
         """Compare two tables' rows without moving them: counts and a checksum per key range in each
         database (tables as name or schema.name); differing_chunks names the ranges that differ."""
