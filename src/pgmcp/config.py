@@ -167,6 +167,9 @@ class Settings(BaseSettings):
         30, gt=0, description="Seconds to open a connection or get one from a pool."
     )
     query_timeout: float = Field(30, gt=0, description="Seconds before the database cancels a statement.")
+    copy_timeout: float = Field(
+        3600, gt=0, description="Seconds one copy_data call may run (its source COPY's statement_timeout)."
+    )
 
     # --- policy -----------------------------------------------------------
     readonly_mode: bool = Field(

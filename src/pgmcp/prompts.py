@@ -28,14 +28,22 @@ def register_prompts(server: Any) -> None:
         source: str = "legacy_db", target: str = "modern_db", table: str = "customers"
     ) -> str:
         return (
-            f"Migrate table {table} from connection {source} to connection {target}.\n"
-            f"1. get_table_schema on both sides; map columns and types.\n"
-            f"2. Read the source in pages with execute_query: SELECT … FROM {table} WHERE id > $1 ORDER BY id "
-            "LIMIT 1000 (keyset pagination), starting at the lowest id.\n"
-            "3. Transform each page and write it with batch_execute (one INSERT with $1…$n, params_list rows); "
-            "each call is all-or-nothing.\n"
-            "4. Verify: compare SELECT count(*) on both sides and run data-quality checks (e.g. e-mail format).\n"
-            "Report counts, failures and anything skipped."
+            f"Migrate table {table} from connection {source} to connection {target}; the rows move inside "
+            "the server, never through this conversation.\n"
+            f"1. compare_schemas(source_connection_id='{source}', target_connection_id='{target}', "
+            f"tables=['{table}', …]): read each difference (missing table or column, type, nullability, "
+            "indexes, foreign keys) and decide the mapping; get_table_schema on both sides for details.\n"
+            f"2. copy_data(source_connection_id='{source}', query=…, target_connection_id='{target}', "
+            "target_table=…): write the transformation as the SELECT (e.g. SELECT id, name, "
+            "lower(trim(email)), regexp_replace(phone, '[^0-9]', '', 'g'), created_at FROM "
+            f"{table}), name target columns with columns=[…] when they differ, and use on_conflict='skip' "
+            "to resume a copy. It is all-or-nothing; on failure the error names the failing row.\n"
+            f"3. Verify: compare_tables(source_connection_id='{source}', source_table='{table}', "
+            f"target_connection_id='{target}', target_table=…, key='id', columns=[the columns copied "
+            "unchanged]) must report identical: true (or name the differing key ranges); then run "
+            "data-quality checks on the target with execute_query (e.g. e-mails not matching "
+            "'^[^@]+@[^@]+\\.[^@]+$').\n"
+            "Report rows copied, skipped, differences found and anything left to fix."
         )
 
     def ops_monitoring(connection_id: str = "default") -> str:

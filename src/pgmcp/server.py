@@ -42,6 +42,7 @@ from pgmcp.errors import (
 from pgmcp.fastpath import ToolCallFastPath
 from pgmcp.logs import get_logger
 from pgmcp.models import intelligence as intel_models
+from pgmcp.models import migration as migration_models
 from pgmcp.models.search import SearchObjectsResult
 from pgmcp.progress import current_progress
 from pgmcp.prompts import register_completions, register_prompts
@@ -51,6 +52,7 @@ from pgmcp.tools.advisor import AdvisorTools
 from pgmcp.tools.connections import ConnectionTools
 from pgmcp.tools.explain import ExplainTools
 from pgmcp.tools.health import HealthTools
+from pgmcp.tools.migration import MigrationTools
 from pgmcp.tools.observability import ObservabilityTools
 from pgmcp.tools.queries import QueryTools
 from pgmcp.tools.schema import SchemaTools
@@ -86,8 +88,10 @@ TOOL_GROUPS: dict[str, tuple[str, ...]] = {
         "explain_query",
         "list_connections",
         "test_connection",
+        "compare_schemas",
+        "compare_tables",
     ),
-    "write": ("execute_transaction", "batch_execute"),
+    "write": ("execute_transaction", "batch_execute", "copy_data"),
     "admin": ("add_connection", "remove_connection"),
     "monitoring": ("health_check", "get_metrics", "get_query_history", "get_business_metrics"),
     "intelligence": ("analyze_db_health", "get_top_queries", "recommend_indexes", "get_activity"),
@@ -541,6 +545,7 @@ def build_server(app: AppContext) -> PgMcpServer:
         AdvisorTools(app),
         ActivityTools(app),
     )
+    migration = MigrationTools(app)
 
     specs: list[tuple[ToolFn, ToolAnnotations, type[BaseModel], bool]] = [
         (connections.add_connection, CONNECT, models.AddConnectionResult, False),
@@ -563,6 +568,9 @@ def build_server(app: AppContext) -> PgMcpServer:
         (workload.get_top_queries, READ, intel_models.TopQueriesResult, True),
         (advisor.recommend_indexes, READ, intel_models.RecommendIndexesResult, True),
         (activity.get_activity, READ, intel_models.ActivityResult, True),
+        (migration.copy_data, WRITE, migration_models.CopyDataResult, False),
+        (migration.compare_schemas, READ, migration_models.CompareSchemasResult, True),
+        (migration.compare_tables, READ, migration_models.CompareTablesResult, True),
     ]
     for fn, tool_annotations, output, untrusted in specs:
         if enabled is not None and fn.__name__ not in enabled:

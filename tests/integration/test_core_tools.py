@@ -59,6 +59,32 @@ EXPECTED_TOOLS: dict[str, set[str]] = {
     "get_metrics": set(),
     "get_query_history": {"connection_id", "min_duration_ms", "limit"},
     "get_business_metrics": {"window_seconds"},
+    "copy_data": {
+        "source_connection_id",
+        "query",
+        "target_connection_id",
+        "target_table",
+        "columns",
+        "target_schema",
+        "on_conflict",
+        "batch_rows",
+    },
+    "compare_schemas": {
+        "source_connection_id",
+        "target_connection_id",
+        "source_schema",
+        "target_schema",
+        "tables",
+    },
+    "compare_tables": {
+        "source_connection_id",
+        "source_table",
+        "target_connection_id",
+        "target_table",
+        "key",
+        "columns",
+        "chunks",
+    },
 }
 
 

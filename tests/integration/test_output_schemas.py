@@ -100,6 +100,30 @@ def cases(db: PgServer) -> dict[str, list[dict[str, Any]]]:
         # Needs pg_stat_statements preloaded, which this server may lack: its results (and those of
         # explain_query with hypothetical_indexes) are checked against the schema in test_intelligence.py.
         "get_top_queries": [],
+        "copy_data": [
+            {
+                "source_connection_id": "default",
+                "query": "SELECT id, name, email, phone, created_at FROM customers",
+                "target_connection_id": "default",
+                "target_table": "customers_v2",
+                "on_conflict": "skip",
+            }
+        ],
+        "compare_schemas": [
+            {"source_connection_id": "default", "target_connection_id": "default"},
+            {"source_connection_id": "default", "target_connection_id": "default", "tables": ["nope"]},
+        ],
+        "compare_tables": [
+            {
+                "source_connection_id": "default",
+                "source_table": "customers",
+                "target_connection_id": "default",
+                "target_table": "customers_v2",
+                "key": "id",
+                "columns": ["id", "name"],
+                "chunks": 4,
+            }
+        ],
     }
 
 

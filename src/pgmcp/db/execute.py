@@ -43,9 +43,9 @@ from pgmcp.auth import current_call, current_principal
 from pgmcp.config import Settings
 from pgmcp.db import session
 from pgmcp.db.catalog import CatalogCache
-from pgmcp.db.convert import column_info, convert_params, make_row_encoder, params_converter
-from pgmcp.db.privileges import refuse, set_role_sql
+from pgmcp.db.convert import column_info, convert_params, make_row_encoder, rows_converter
 from pgmcp.db.plans import PlanSession
+from pgmcp.db.privileges import refuse, set_role_sql
 from pgmcp.db.registry import Connection, ConnectionRegistry, PgMcpConnection
 from pgmcp.errors import (
     ConnectionFailed,
@@ -621,13 +621,7 @@ class Executor:
                 conn, readonly=readonly, rollback=rollback, statements=len(params_list) + 2
             ) as c:
                 stmt = await _prepare(c, query)
-                convert = params_converter(stmt.get_parameters())
-                rows: list[list[Any]] = []
-                for i, params in enumerate(params_list):
-                    try:
-                        rows.append(convert(params))
-                    except InvalidInput as bad:
-                        raise InvalidInput(f"params_list[{i}]: {bad}") from None
+                rows = rows_converter(stmt.get_parameters())(params_list)
                 before = await c.fetchval(_XACT_CHANGES) if not readonly else 0
                 if progress is None:
                     await stmt.executemany(rows)

@@ -125,7 +125,7 @@ converters in :mod:`~pgmcp.db.convert.param_scalars` and the date/time ones in
 from __future__ import annotations
 
 from pgmcp.db.convert.codecs import setup_connection_codecs
-from pgmcp.db.convert.params import convert_params, params_converter
+from pgmcp.db.convert.params import convert_params, params_converter, rows_converter
 from pgmcp.db.convert.rows import RowEncoder as RowEncoder
 from pgmcp.db.convert.rows import _build_row_encoder as _build_row_encoder  # benchmarks/bench_convert.py
 from pgmcp.db.convert.rows import column_info, column_names, make_row_encoder
@@ -138,6 +138,7 @@ __all__ = [
     "column_names",
     "convert_params",
     "params_converter",
+    "rows_converter",
     "encode_value",
     "make_row_encoder",
     "setup_connection_codecs",

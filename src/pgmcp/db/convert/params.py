@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import orjson
 
 from pgmcp.db.convert.param_scalars import (
+    _NUMBER_RE,
     _Converter,
     _float_converter,
     _geometry_converter,
@@ -305,5 +307,104 @@ def params_converter(param_types: Sequence[Any]) -> Callable[[Sequence[Any]], li
                 shown = exc.value if exc.has_value else value
                 raise InvalidInput(f"{where}: expected {exc.expected}, got {_show(shown)}{detail}") from None
         return out
+
+    return convert
+
+
+# --- many rows at once (batch_execute) ------------------------------------------------------------
+
+# Values a converter returns unchanged, recognised by their exact type (and range): for these the
+# per-value converter call is skipped. Anything else, NULL included, goes through the converter.
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "int2": (-(2**15), 2**15 - 1),
+    "int4": (-(2**31), 2**31 - 1),
+    "int8": (-(2**63), 2**63 - 1),
+}
+_TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name", "citext"})
+
+
+def _column_pass(
+    pg_type: Any, converter: _Converter
+) -> Callable[[tuple[Any, ...]], list[Any] | tuple[Any, ...]]:
+    """One column of every row converted, the same values as ``converter`` gives, type-dispatched inline.
+
+    Raises the converter's ``_Mismatch`` for a value that does not fit (the caller then finds
+    the row and the parameter the slow way, for the exact message).
+    """
+    name, builtin = str(pg_type.name), str(pg_type.schema) == "pg_catalog"
+    kind = str(pg_type.kind)
+
+    def general(col: tuple[Any, ...]) -> list[Any]:
+        return [None if v is None else converter(v) for v in col]
+
+    if not builtin or kind != "scalar":
+        return general
+    if name in _INT_RANGES and converter is _PARAM_CONVERTERS[name]:
+        low, high = _INT_RANGES[name]
+
+        def ints(col: tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
+            if all(type(v) is int for v in col) and (not col or (low <= min(col) and max(col) <= high)):
+                return col  # already what the converter would return
+            return general(col)
+
+        return ints
+    if name in _TEXT_TYPES and converter is _to_text:
+
+        def texts(col: tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
+            if all(type(v) is str for v in col):
+                return col
+            return general(col)
+
+        return texts
+    if name == "numeric" and converter is _to_numeric:
+        fullmatch = _NUMBER_RE.fullmatch
+
+        def numerics(col: tuple[Any, ...]) -> list[Any]:
+            # The common case (numeric text, what JSON carries losslessly) inline: _to_numeric's
+            # first branch without the call; everything else is _to_numeric's.
+            return [
+                Decimal(v) if type(v) is str and fullmatch(v) else (None if v is None else _to_numeric(v))
+                for v in col
+            ]
+
+        return numerics
+    return general
+
+
+def rows_converter(param_types: Sequence[Any]) -> Callable[[Sequence[Sequence[Any]]], list[Any]]:
+    """:func:`params_converter` for many rows at once, a column at a time: same values, same errors.
+
+    A 10,000-row ``batch_execute`` spent most of its server time calling a converter per
+    value; here a column whose values already have their type (integers in range, strings
+    for text) is kept as it is, and numeric text becomes ``Decimal`` inline. A row of the
+    wrong length or a value that does not fit is found again row by row by
+    :func:`params_converter`, which raises its :class:`InvalidInput` with the row's index
+    (``params_list[i]: Parameter $2: …``).
+    """
+    one = params_converter(param_types)
+    converters = [_param_converter(t) for t in param_types]
+    passes = [_column_pass(t, c) for t, c in zip(param_types, converters, strict=True)]
+    expected = len(converters)
+
+    def slow(rows: Sequence[Sequence[Any]]) -> list[Any]:
+        out = []
+        for i, values in enumerate(rows):
+            try:
+                out.append(one(values))
+            except InvalidInput as bad:
+                raise InvalidInput(f"params_list[{i}]: {bad}") from None
+        return out
+
+    def convert(rows: Sequence[Sequence[Any]]) -> list[Any]:
+        if expected == 0 or any(len(values) != expected for values in rows):
+            return slow(rows)
+        try:
+            columns = [
+                convert_column(col)
+                for convert_column, col in zip(passes, zip(*rows, strict=True), strict=True)
+            ]
+        except (_Mismatch, TypeError, ValueError, ArithmeticError):
+            return slow(rows)
+        return list(zip(*columns, strict=True))
 
     return convert
