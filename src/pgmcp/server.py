@@ -97,18 +97,10 @@ TOOL_GROUPS: dict[str, tuple[str, ...]] = {
     "intelligence": ("analyze_db_health", "get_top_queries", "recommend_indexes", "get_activity"),
 }
 
-READ = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
-WRITE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
-)
-CONNECT = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-)
-REMOVE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
-)
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True)
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False)
+CONNECT = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False)
+REMOVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False)
 
 
 def _dumps(payload: Any) -> str:
@@ -149,9 +141,15 @@ def _field_errors(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# Bounds the server checks itself (a value outside is invalid_input naming the bound): in
+# tools/list, on every turn of a model's context, they only cost room.
+_ENFORCED_ONLY = frozenset({"minLength", "maxLength", "minimum", "maximum", "minItems"})
+
+
 def compact_schema(schema: Any) -> Any:
     """Drop what JSON Schema implies anyway (titles, ``additionalProperties: true``,
-    ``default: null``), so that tools/list stays small in the model's context.
+    ``default: null`` or ``[]``) and bounds the server checks itself, so that tools/list
+    stays small in the model's context.
 
     (``T | None`` stays an ``anyOf`` of single types: a ``"type"`` list is shorter, but
     less portable, and the Inspector's ``--strict`` flags it.)"""
@@ -161,12 +159,38 @@ def compact_schema(schema: Any) -> Any:
             for k, v in schema.items()
             if not (k == "title" and isinstance(v, str))
             and not (k == "additionalProperties" and v is True)
-            and not (k == "default" and v is None)
+            and not (k == "default" and v in (None, []))
+            and k not in _ENFORCED_ONLY
         }
         return compact
     if isinstance(schema, list):
         return [compact_schema(v) for v in schema]
     return schema
+
+
+def inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with each local ``{"$ref": "#/$defs/X"}`` replaced by X itself and no ``$defs``.
+
+    pydantic names every nested model in ``$defs``; a tool's models are small and not
+    recursive, and the wrapper and references only cost room in tools/list.
+    """
+    defs = schema.get("$defs")
+    if not isinstance(defs, dict):
+        return schema
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            rest = {k: resolve(v) for k, v in node.items() if k != "$ref"}
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return {**resolve(defs[ref.removeprefix("#/$defs/")]), **rest}
+            return {**rest, "$ref": ref} if ref is not None else rest
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve({k: v for k, v in schema.items() if k != "$defs"})
+    return resolved
 
 
 def optional_not_null(schema: dict[str, Any]) -> dict[str, Any]:
@@ -187,53 +211,19 @@ def optional_not_null(schema: dict[str, Any]) -> dict[str, Any]:
             name not in required
             and "default" not in field
             and isinstance(branches, list)
-            and len(branches) == 2
+            and {"type": "null"} in branches
         ):
             kept = [b for b in branches if b != {"type": "null"}]
+            rest = {k: v for k, v in field.items() if k != "anyOf"}
             if len(kept) == 1 and isinstance(kept[0], dict):
-                field = {**{k: v for k, v in field.items() if k != "anyOf"}, **kept[0]}
+                field = {**rest, **kept[0]}
+            elif kept:
+                field = {**rest, "anyOf": kept}
         slim[name] = field
     return {**schema, "properties": slim}
 
 
-def outline_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """An output schema as its top-level fields, their types and which are required.
-
-    What a result holds in detail is in the tool's documentation; in tools/list, on every
-    turn of a model's context, nested objects are ``{"type": "object"}`` and lists
-    ``{"type": "array"}`` (as lists of rows already are, see :mod:`pgmcp.models`).
-    A result that matches the full model matches its outline.
-    """
-    properties: dict[str, Any] = {}
-    for name, field in (schema.get("properties") or {}).items():
-        properties[name] = _outline_field(field)
-    outline: dict[str, Any] = {"type": "object", "properties": properties}
-    if schema.get("required"):
-        outline["required"] = schema["required"]
-    return outline
-
-
-def _outline_field(field: Any) -> Any:
-    if not isinstance(field, dict):
-        return field
-    types = list(dict.fromkeys(_outline_types(field)))
-    return {"type": types[0]} if len(types) == 1 else {"anyOf": [{"type": t} for t in types]}
-
-
-def _outline_types(field: Any) -> list[str]:
-    """The JSON types ``field`` allows (an object for a reference), or every type when it says none."""
-    if not isinstance(field, dict):
-        return ["string", "number", "boolean", "null", "array", "object"]
-    if "$ref" in field or "properties" in field:
-        return ["object"]
-    kind = field.get("type")
-    if isinstance(kind, str):
-        return [kind]
-    if isinstance(kind, list):
-        return [str(k) for k in kind]
-    if "anyOf" in field:
-        return [t for b in field["anyOf"] for t in _outline_types(b)]
-    return ["string", "number", "boolean", "null", "array", "object"]
+_OBJECT: dict[str, Any] = {"type": "object"}
 
 
 class PgMcpServer(MCPServer[Any]):
@@ -305,10 +295,12 @@ class PgMcpServer(MCPServer[Any]):
             compact = [
                 t.model_copy(
                     update={
-                        "input_schema": optional_not_null(compact_schema(t.input_schema)),
-                        "output_schema": outline_schema(compact_schema(t.output_schema))
-                        if t.output_schema
-                        else None,
+                        "input_schema": optional_not_null(inline_defs(compact_schema(t.input_schema))),
+                        # An object, no more: with every tool enabled tools/list must stay under
+                        # 16 KB of the model's context (issue 17). Each result's fields are in
+                        # SPEC §3 and pgmcp.models, which the results are built from;
+                        # test_output_schemas checks real results against the models' schemas.
+                        "output_schema": _OBJECT if t.output_schema else None,
                     }
                 )
                 for t in tools
@@ -473,14 +465,14 @@ _CTX_PARAM = "pgmcp_context"
 
 
 def _advertise_without_validating(server: PgMcpServer, tool_name: str) -> None:
-    """Keep the tool's output schema in tools/list, but stop the SDK re-validating every result.
+    """Stop the SDK re-validating every result against the tool's output model.
 
     With an output model the SDK validates each returned ``structured_content``
     against it (``FuncMetadata.convert_result``): pydantic work proportional to the
-    result, on every call, for payloads our own code builds to that model. A schema
-    without a model is advertised but not validated (the SDK's documented rule), so
-    the model is dropped after registration. tests/integration/test_output_schemas.py
-    checks real results against the advertised schemas instead.
+    result, on every call, for payloads our own code builds to that model. The model
+    is dropped after registration; the tool keeps its output schema (not advertised in
+    tools/list, see ``PgMcpServer.list_tools``), and
+    tests/integration/test_output_schemas.py checks real results against it instead.
     """
     tool = server._tool_manager.get_tool(tool_name)
     if tool is not None and tool.fn_metadata.output_schema is not None:

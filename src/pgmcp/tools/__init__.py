@@ -21,12 +21,11 @@ ParamValue = Annotated[
 
 ConnectionId = Annotated[
     str,
-    Field(min_length=1, max_length=128, description="A connection from list_connections."),
+    Field(min_length=1, max_length=128, description="Connection name."),
 ]
 Params = Annotated[
     list[ParamValue],
     Field(
-        description="Values for $1, $2 … as JSON, converted to the inferred types "
-        "('2024-01-01' for a date, an object for jsonb).",
+        description="Values for $1, $2 … as JSON ('2024-01-01' for a date, an object for jsonb).",
     ),
 ]

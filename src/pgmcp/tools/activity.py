@@ -45,7 +45,7 @@ class ActivityTools:
         self.app = app
 
     async def get_activity(self, connection_id: ConnectionId) -> dict[str, Any]:
-        """What runs now: sessions (duration, state, wait event), blocking chains, long transactions, locks."""
+        """Running sessions, blocking chains, long transactions, locks."""
         sessions_rows, lock_rows = await self.app.executor.catalog(
             connection_id, [(_SESSIONS, ()), (_LOCKS, ())], tool="get_activity"
         )

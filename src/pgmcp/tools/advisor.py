@@ -122,14 +122,11 @@ class AdvisorTools:
         connection_id: ConnectionId,
         queries: Annotated[
             list[Annotated[str, Field(min_length=1)]] | None,
-            Field(
-                description="SELECTs to tune (policy-checked as reads); default: the pg_stat_statements workload."
-            ),
+            Field(description="Reads to tune (default: pg_stat_statements workload)."),
         ] = None,
         max_indexes: Annotated[int, Field(ge=1, le=20, description="Most indexes to recommend.")] = 5,
     ) -> dict[str, Any]:
-        """Recommend indexes for the statements' filters, joins, ordering and grouping, scored with
-        hypothetical indexes (hypopg): cost before and after. Never creates an index."""
+        """Index suggestions for queries, costed with hypopg."""
         warnings: list[str] = []
         explicit = queries is not None
         if explicit:

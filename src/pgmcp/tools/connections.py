@@ -22,19 +22,15 @@ class ConnectionTools:
         connection_id: Annotated[
             str, Field(min_length=1, max_length=128, description="Name for the new connection.")
         ],
-        host: Annotated[
-            str | None, Field(min_length=1, description="Database host name or address (or give dsn).")
-        ] = None,
+        host: Annotated[str | None, Field(min_length=1, description="Database host (or give dsn).")] = None,
         database: Annotated[
             str | None, Field(min_length=1, description="Database name (or give dsn).")
         ] = None,
         user: Annotated[str | None, Field(min_length=1, description="Database user (or give dsn).")] = None,
         port: Annotated[int, Field(ge=1, le=65535, description="Port.")] = 5432,
-        password: Annotated[
-            str | None, Field(description="Password (prefer password_env: the model never sees it).")
-        ] = None,
+        password: Annotated[str | None, Field(description="Password (prefer password_env).")] = None,
         password_env: Annotated[
-            str | None, Field(description="Name of a server environment variable holding the password.")
+            str | None, Field(description="Server env variable with the password.")
         ] = None,
         pool_size: Annotated[
             int | None, Field(ge=1, le=1000, description="Pool size (default DEFAULT_POOL_SIZE).")
@@ -43,51 +39,36 @@ class ConnectionTools:
             Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None,
             Field(description="TLS mode (default DB_SSL_MODE)."),
         ] = None,
-        readonly: Annotated[
-            bool, Field(description="Allow only read statements on this connection.")
-        ] = False,
+        readonly: Annotated[bool, Field(description="Only read statements on this connection.")] = False,
         ssl_root_cert: Annotated[
             str | None,
-            Field(description="Path on the server of the CA certificate verify-ca/verify-full trust."),
+            Field(description="CA certificate file on the server (verify-ca/full)."),
         ] = None,
-        ssl_cert: Annotated[
-            str | None, Field(description="Path on the server of a client certificate to present.")
-        ] = None,
-        ssl_key: Annotated[
-            str | None, Field(description="Path on the server of the client certificate's key.")
-        ] = None,
+        ssl_cert: Annotated[str | None, Field(description="Client certificate file on the server.")] = None,
+        ssl_key: Annotated[str | None, Field(description="Client key file on the server.")] = None,
         ssh_host: Annotated[
             str | None,
-            Field(description="SSH server (bastion) to tunnel through; host/port are then as it sees them."),
+            Field(description="SSH bastion to tunnel through (host as it sees it)."),
         ] = None,
-        ssh_port: Annotated[int, Field(ge=1, le=65535, description="Port of the SSH server.")] = 22,
-        ssh_user: Annotated[str | None, Field(description="User to log in as on the SSH server.")] = None,
+        ssh_port: Annotated[int, Field(ge=1, le=65535, description="SSH port.")] = 22,
+        ssh_user: Annotated[str | None, Field(description="SSH user.")] = None,
         ssh_key_env: Annotated[
             str | None,
-            Field(
-                description="Name of a server environment variable holding the SSH private key "
-                "(its text, or the path of a key file)."
-            ),
+            Field(description="Server env variable with the SSH private key (text or path)."),
         ] = None,
         ssh_password_env: Annotated[
-            str | None, Field(description="Name of a server environment variable holding the SSH password.")
+            str | None, Field(description="Server env variable with the SSH password.")
         ] = None,
         ssh_known_hosts: Annotated[
             str | None,
-            Field(
-                description="Path on the server of a known_hosts file with the SSH server's host key "
-                "(default ~/.ssh/known_hosts); an unknown or changed key is refused."
-            ),
+            Field(description="known_hosts file (default ~/.ssh/known_hosts)."),
         ] = None,
         dsn: Annotated[
             str | None,
-            Field(
-                description="A postgresql://user@host:port/database?sslmode=... URI instead of host, port, "
-                "database and user (a password inside it counts as an inline password)."
-            ),
+            Field(description="postgresql:// URI instead of host, port, database, user."),
         ] = None,
     ) -> dict[str, Any]:
-        """Open a named connection pool to a PostgreSQL database and test it."""
+        """Open and test a named pool to a PostgreSQL database."""
         settings = self.app.settings
         fields: dict[str, Any] = {"host": host, "port": port, "database": database, "user": user}
         if dsn is not None:
@@ -168,11 +149,11 @@ class ConnectionTools:
         return {"success": True, "connection_id": connection_id, "message": "Connection removed"}
 
     async def list_connections(self) -> dict[str, Any]:
-        """List the registered connections with their pool statistics (never passwords)."""
+        """Registered connections with pool statistics."""
         return {"success": True, "connections": [c.describe() for c in self.app.registry.all()]}
 
     async def test_connection(self, connection_id: ConnectionId) -> dict[str, Any]:
-        """Check that a connection answers now: health, latency, server version, pool statistics."""
+        """Check a connection: latency, version, pool, privileges."""
         conn = self.app.registry.get(connection_id)
         health = await self.app.registry.probe(conn, timeout=self.app.settings.connection_timeout)
         result: dict[str, Any] = {

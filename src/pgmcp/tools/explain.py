@@ -81,15 +81,13 @@ class ExplainTools:
         connection_id: ConnectionId,
         query: Annotated[str, Field(min_length=1, description="The statement to explain.")],
         params: Params = [],  # noqa: B006 - pydantic copies defaults
-        analyze: Annotated[
-            bool, Field(description="Run it for real timings (a write is always rolled back).")
-        ] = False,
+        analyze: Annotated[bool, Field(description="Run it for timings (writes rolled back).")] = False,
         hypothetical_indexes: Annotated[
             list[HypotheticalIndex],
-            Field(description="Plan also as if these indexes existed (hypopg): result.hypothetical."),
+            Field(description="Also plan as if these indexes existed (hypopg)."),
         ] = [],  # noqa: B006 - pydantic copies defaults
     ) -> dict[str, Any]:
-        """Show PostgreSQL's plan (JSON) with a summary and warnings such as large sequential scans."""
+        """PostgreSQL's JSON plan with a summary and warnings."""
         if hypothetical_indexes:
             if analyze:
                 raise InvalidInput(

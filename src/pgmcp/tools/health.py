@@ -474,8 +474,7 @@ class HealthTools:
             Field(description="Checks to run."),
         ] = ["all"],  # noqa: B006 - pydantic copies defaults
     ) -> dict[str, Any]:
-        """Find what a DBA looks for first (bad indexes, vacuum and XID age, sequences near their end,
-        connections, cache, replication, NOT VALID constraints): findings with object, metric and remedy."""
+        """DBA checks: indexes, vacuum, sequences, connections, cache, replication."""
         wanted = list(CHECKS) if not checks or "all" in checks else [c for c in CHECKS if c in checks]
         plan = [(check, _queries(check, self.app.settings)) for check in wanted]
         results = await self.app.executor.catalog(

@@ -35,9 +35,7 @@ class MigrationTools:
         target_table: Annotated[str, Field(min_length=1, description="Existing target table.")],
         columns: Annotated[
             list[str] | dict[str, str] | None,
-            Field(
-                description="Target column per query column: list (by position) or {query col: target col}."
-            ),
+            Field(description="Target columns: list by position, or {query column: target column}."),
         ] = None,
         target_schema: Schema = "public",
         on_conflict: Annotated[
@@ -47,8 +45,7 @@ class MigrationTools:
             int, Field(ge=1, le=MAX_BATCH_ROWS, description="Rows per COPY batch.")
         ] = 10000,
     ) -> dict[str, Any]:
-        """Copy a query's rows from one connection into a table on another by COPY, all or none
-        (on_conflict='skip' skips existing keys). The target is judged as an INSERT."""
+        """Copy a query's rows into another database's table."""
 
         reporter = current_progress.get()
 
@@ -100,7 +97,7 @@ class MigrationTools:
         target_schema: Schema = "public",
         tables: Annotated[list[str] | None, Field(description="Only these tables.")] = None,
     ) -> dict[str, Any]:
-        """Compare two schemas: tables, columns, keys, foreign keys, indexes on one side only or differing."""
+        """Differences of two schemas: tables, columns, keys, indexes."""
         differences = await compare_schemas(
             self.app.executor,
             source_connection_id,
@@ -121,8 +118,7 @@ class MigrationTools:
         columns: Annotated[list[str] | None, Field(description="Columns to compare (default: all).")] = None,
         chunks: Annotated[int, Field(ge=1, le=MAX_CHUNKS, description="Key ranges.")] = 16,
     ) -> dict[str, Any]:
-        """Compare two tables' rows without moving them: counts and a checksum per key range in each
-        database (tables as name or schema.name); differing_chunks names the ranges that differ."""
+        """Compare two tables by checksums per key range."""
         result = await compare_tables(
             self.app.executor,
             source_connection_id,

@@ -20,7 +20,7 @@ class ObservabilityTools:
         return self.app.monitor.health(self.app.registry.health_snapshot())
 
     async def health_check(self) -> dict[str, Any]:
-        """Server health: status, connections, memory/CPU/disk, uptime and warnings."""
+        """Server health: connections, memory, CPU, disk, warnings."""
         # On demand: probe now (short timeout), then report.
         await self.app.registry.probe_all(timeout=min(2.0, self.app.settings.connection_timeout))
         report = self.health()
@@ -32,7 +32,7 @@ class ObservabilityTools:
         return {"success": True, **report}
 
     async def get_metrics(self) -> dict[str, Any]:
-        """Query counts, average and p95 time, counts per type, pools, system."""
+        """Query counts and times, per type; pools; system."""
         return {"success": True, **self.app.monitor.snapshot()}
 
     async def get_query_history(
@@ -41,7 +41,7 @@ class ObservabilityTools:
         min_duration_ms: Annotated[float, Field(ge=0, description="Only queries at least this slow.")] = 0,
         limit: Annotated[int, Field(ge=1, le=10000, description="Most entries to return.")] = 50,
     ) -> dict[str, Any]:
-        """Recent queries, newest first, with duration, outcome and row count (slow-query analysis)."""
+        """Recent queries, newest first, with durations."""
         if limit < 1:
             raise InvalidInput(f"limit must be at least 1, got {limit}")
         if min_duration_ms < 0:
@@ -55,10 +55,10 @@ class ObservabilityTools:
         self,
         window_seconds: Annotated[
             int,
-            Field(ge=1, le=BUSINESS_RETENTION_SECONDS, description="How far back to look (max one hour)."),
+            Field(ge=1, le=BUSINESS_RETENTION_SECONDS, description="Seconds back (max 3600)."),
         ] = BUSINESS_RETENTION_SECONDS,
     ) -> dict[str, Any]:
-        """Business events plugins recorded in the last hour: count, sum, average per type."""
+        """Business events of the last hour, per type."""
         window = self.app.monitor.business_metrics(window_seconds)
         metrics = {
             event: {"count": int(v["count"]), "sum": v["sum"], "avg": v["avg"]} for event, v in window.items()

@@ -35,11 +35,10 @@ class QueryTools:
         ],
         params: Params = [],  # noqa: B006 - pydantic copies defaults
         fetch_size: Annotated[
-            int | None, Field(ge=1, description="Most rows to return (default DEFAULT_FETCH_SIZE).")
+            int | None, Field(ge=1, description="Most rows (default DEFAULT_FETCH_SIZE).")
         ] = None,
     ) -> dict[str, Any]:
-        """Run one read-only statement and return its rows: at most fetch_size; truncated=true
-        says more exist (page with WHERE key > last_key ORDER BY key LIMIT n)."""
+        """Run one read statement; at most fetch_size rows (truncated: page by key)."""
         running = self.app.executor.query(connection_id, query, params or (), fetch_size=fetch_size)
         progress = current_progress.get()
         result = await (running if progress is None else _reporting_elapsed(running, progress, self.app))
@@ -62,10 +61,10 @@ class QueryTools:
         connection_id: ConnectionId,
         queries: Annotated[
             list[TransactionQuery],
-            Field(min_length=1, description="Statements to run in order: {query, params}."),
+            Field(min_length=1, description="Statements in order: {query, params}."),
         ],
     ) -> dict[str, Any]:
-        """Run statements in one transaction: all commit or none (failed_index names the failing one)."""
+        """Run statements in one transaction, all or nothing."""
         items: list[tuple[str, Sequence[Any]]] = []
         for i, item in enumerate(queries):
             query = getattr(item, "query", None)
@@ -95,7 +94,7 @@ class QueryTools:
             list[list[ParamValue]], Field(min_length=1, description="One parameter list per execution.")
         ],
     ) -> dict[str, Any]:
-        """Run one statement per parameter list, pipelined in one transaction (all or nothing)."""
+        """Run a statement per parameter list, all or nothing."""
         await confirm_batch(self.app.executor, connection_id, query, params_list)
         progress = current_progress.get()
         chunks = None if progress is None else (lambda done, total: progress(done, total, None))

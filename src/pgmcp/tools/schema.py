@@ -112,7 +112,7 @@ class SchemaTools:
         self.app = app
 
     async def list_schemas(self, connection_id: ConnectionId) -> dict[str, Any]:
-        """List the schemas you can use, with owner and table count."""
+        """Schemas with owner and table count."""
         (rows,) = await self.app.executor.catalog(connection_id, [(_LIST_SCHEMAS, ())], tool="list_schemas")
         return {"success": True, "schemas": [dict(r) for r in rows]}
 
@@ -122,7 +122,7 @@ class SchemaTools:
         schema: SchemaName = "public",
         limit: Annotated[int, Field(ge=1, le=10000, description="Most tables, by name.")] = 500,
     ) -> dict[str, Any]:
-        """List tables and views of a schema with type, row estimate, size and comment."""
+        """Tables and views of a schema: rows, size, comment."""
         (rows,) = await self.app.executor.catalog(
             connection_id, [(_LIST_TABLES, (schema, limit + 1))], tool="list_tables"
         )
@@ -144,7 +144,7 @@ class SchemaTools:
         table_name: Annotated[str, Field(min_length=1, description="Table or view name.")],
         schema: SchemaName = "public",
     ) -> dict[str, Any]:
-        """A table's columns (type, nullable, default, comment), primary key, indexes, foreign keys."""
+        """A table's columns, primary key, indexes and foreign keys."""
         found, columns, primary_key, indexes, foreign_keys = await self.app.executor.catalog(
             connection_id,
             [

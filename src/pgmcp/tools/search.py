@@ -19,7 +19,7 @@ from pgmcp.tools.schema import SchemaTools
 Kind = Literal["schema", "table", "view", "column", "function", "index"]
 KINDS: tuple[Kind, ...] = ("schema", "table", "view", "column", "function", "index")
 Detail = Literal["names", "summary", "full"]
-Kinds = Annotated[list[Kind], Field(min_length=1, description="Object kinds to search.")]
+Kinds = Annotated[list[Kind], Field(min_length=1, description="Object kinds (default: all).")]
 ALL_KINDS: list[Kind] = list(KINDS)  # the default (pydantic copies it per call)
 
 MAX_LIMIT = 1000
@@ -109,22 +109,19 @@ class SearchTools:
             Field(
                 min_length=1,
                 max_length=200,
-                description="Case-insensitive substring, or a LIKE pattern with % and _.",
+                description="Substring (any case) or LIKE pattern.",
             ),
         ],
-        kinds: Kinds = ALL_KINDS,
+        kinds: Kinds | None = None,
         schema: Annotated[str | None, Field(description="Only this schema.")] = None,
         detail: Annotated[
             Detail,
-            Field(
-                description="names; summary: + type, row estimate, column count, comment; "
-                "full: tables as get_table_schema (≤ 20)."
-            ),
+            Field(description="names, summary (+ type, rows, comment) or full."),
         ] = "names",
         limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description="Most objects.")] = 50,
     ) -> dict[str, Any]:
-        """Find schemas, tables, views, columns, functions, indexes by name (large schemas)."""
-        wanted = [k for k in KINDS if k in set(kinds)]
+        """Find database objects by name."""
+        wanted = [k for k in KINDS if k in set(kinds or ALL_KINDS)]
         if not wanted:
             raise InvalidInput(f"kinds must name at least one of {', '.join(KINDS)}")
         if detail == "full":

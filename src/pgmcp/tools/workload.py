@@ -113,7 +113,7 @@ class WorkloadTools:
         sort_by: Annotated[SortBy, Field(description="What to rank by.")] = "total_time",
         limit: Annotated[int, Field(ge=1, le=100, description="How many statements.")] = 10,
     ) -> dict[str, Any]:
-        """The statements that cost this database most, from pg_stat_statements (else extension_missing)."""
+        """The costliest statements, from pg_stat_statements."""
         queries = await top_statements(self.app, connection_id, sort_by, limit, tool="get_top_queries")
         warnings: list[str] = []
         if not queries:
