@@ -18,7 +18,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, cast
 
-from pgmcp import __version__
+from pgmcp._version import __version__
 from pgmcp.config import Settings, SettingsError, load_settings
 from pgmcp.errors import PgMcpError
 

@@ -392,7 +392,7 @@ def enabled_tool_names(app: AppContext) -> set[str] | None:
 
 def build_server(app: AppContext) -> PgMcpServer:
     """The MCP server of one application context, with every enabled tool, resource and prompt."""
-    from pgmcp import __version__
+    from pgmcp._version import __version__
 
     server = PgMcpServer(name="postgresql-mcp-server", version=__version__, instructions=INSTRUCTIONS)
     server.app_context = app
