@@ -3,8 +3,10 @@
 
     python scripts/check_imports.py [SRC_DIR]      # default: src (the package pgmcp in it)
 
-Every ``import`` counts: at module level, inside functions (a lazy import hides a
-circle from the interpreter, not from the reader) and under ``TYPE_CHECKING``.
+Every ``import`` counts: at module level and inside functions (a lazy import hides a
+circle from the interpreter, not from the reader). Imports under ``TYPE_CHECKING``
+count for the layers (a lower layer should not need an upper one's types: take a
+Protocol) but close no circle, since they never run.
 Each module belongs to the longest container (a module, or a package with all
 its submodules) named in :data:`LAYERS`. An import may go to a lower layer, or
 stay inside its own container; containers in the same layer are independent of
@@ -24,10 +26,11 @@ from pathlib import Path
 # Top first. Within one layer the containers are independent of each other.
 LAYERS: list[list[str]] = [
     ["pgmcp.__main__"],
-    # Entry points: the command line, and the public API re-exported lazily by the package root.
+    # Entry points: the command line, and the public API re-exported lazily by the package root
+    # (``pgmcp`` holds only itself: a top-level name is no prefix).
     ["pgmcp.cli", "pgmcp"],
-    # The HTTP edge (/mcp, /health, /metrics, /connections) and the web console on it.
-    ["pgmcp.http"],
+    # The HTTP edge (/mcp, /health, /metrics, /connections); the role set-up command.
+    ["pgmcp.http", "pgmcp.setup_role"],
     ["pgmcp.console"],
     # The extension API object and the plugin loader, built on the MCP server.
     ["pgmcp.extension"],
@@ -36,17 +39,30 @@ LAYERS: list[list[str]] = [
     ["pgmcp.stdio"],
     # The tool families, the prompts, and the fast paths (tools/call without the SDK's dispatcher).
     ["pgmcp.tools", "pgmcp.prompts", "pgmcp.fastpath"],
+    # What the tools and the MCP edge share: elicitation, completions, progress, confirmations.
+    ["pgmcp.elicit", "pgmcp.completions", "pgmcp.progress"],
+    ["pgmcp.confirm"],
     # The application context: settings, registry, executor, policy, monitor, audit of one process.
     ["pgmcp.app"],
     # The one execute path, the audit log, the embedded PostgreSQL.
     ["pgmcp.db.execute", "pgmcp.audit", "pgmcp.db.embedded"],
+    # Catalog reads the execute path and the tools share.
+    ["pgmcp.db.plans", "pgmcp.db.catalog"],
     # What the execute path consults: the policy, the metrics and health, the pools.
-    ["pgmcp.security", "pgmcp.monitoring", "pgmcp.db.registry"],
-    # Below the pools: tunnels, TLS, value conversion; who is calling.
-    ["pgmcp.db.tunnel", "pgmcp.db.tls", "pgmcp.db.convert", "pgmcp.auth"],
+    ["pgmcp.security", "pgmcp.monitoring", "pgmcp.db.registry", "pgmcp.intelligence"],
+    # Below the pools: session reset, privileges, limits, tunnels, TLS, value conversion; who is calling.
+    [
+        "pgmcp.db.session",
+        "pgmcp.db.privileges",
+        "pgmcp.db.limits",
+        "pgmcp.db.tunnel",
+        "pgmcp.db.tls",
+        "pgmcp.db.convert",
+        "pgmcp.auth",
+    ],
     # Leaves anyone may import.
     ["pgmcp.config", "pgmcp.logs", "pgmcp.models"],
-    ["pgmcp.errors", "pgmcp._version"],
+    ["pgmcp.errors", "pgmcp.dsn", "pgmcp._version"],
 ]
 
 # Package ``__init__`` modules that import nothing of the package and hold no code to place.
@@ -68,6 +84,7 @@ class Import:
     target: str
     line: int
     path: Path
+    typing: bool  # under ``if TYPE_CHECKING:``
 
 
 def module_name(path: Path, src: Path) -> str:
@@ -89,6 +106,13 @@ def imports(src: Path, package: str) -> tuple[dict[str, Path], list[Import]]:
     for name, path in found.items():
         is_package = path.name == "__init__.py"
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        typing_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for stmt in node.body
+            for inner in ast.walk(stmt)
+        }
         for node in ast.walk(tree):
             targets: list[str] = []
             if isinstance(node, ast.Import):
@@ -102,7 +126,7 @@ def imports(src: Path, package: str) -> tuple[dict[str, Path], list[Import]]:
             for target in targets:
                 resolved = _owner(target, found)
                 if resolved is not None and resolved != name:
-                    edges.append(Import(name, resolved, node.lineno, path))
+                    edges.append(Import(name, resolved, node.lineno, path, id(node) in typing_only))
     return found, edges
 
 
@@ -124,13 +148,15 @@ def _owner(target: str, found: Mapping[str, Path]) -> str | None:
 
 
 def container(module: str, layers: Sequence[Sequence[str]]) -> tuple[int, str] | None:
-    """(layer index, container) of ``module``: the longest container that is it or holds it."""
+    """(layer index, container) of ``module``: the longest container that is it or holds it.
+
+    A top-level name (the package root, ``pgmcp``) holds only itself, not the whole package.
+    """
     best: tuple[int, str] | None = None
     for index, layer in enumerate(layers):
         for name in layer:
-            if (module == name or module.startswith(name + ".")) and (
-                best is None or len(name) > len(best[1])
-            ):
+            holds = "." in name and module.startswith(name + ".")
+            if (module == name or holds) and (best is None or len(name) > len(best[1])):
                 best = (index, name)
     return best
 
@@ -236,14 +262,15 @@ def check(
             problems.append(f"{where}: upward ({there[1]} is in a layer above {here[1]})")
         elif there[0] == here[0]:
             problems.append(f"{where}: {here[1]} and {there[1]} are independent (one layer)")
-    for component in circles(found, [(e.source, e.target) for e in counted]):
-        links = [f"{e.source} -> {e.target} ({e.path}:{e.line})" for e in cycle(component, counted)]
+    runtime = [e for e in counted if not e.typing]
+    for component in circles(found, [(e.source, e.target) for e in runtime]):
+        links = [f"{e.source} -> {e.target} ({e.path}:{e.line})" for e in cycle(component, runtime)]
         problems.append(
             f"import circle among {', '.join(component)}; one of its loops:\n    " + "\n    ".join(links)
         )
     unused = [f"{a} -> {b}" for a, b in allowed if not any(e.source == a and e.target == b for e in edges)]
     problems.extend(f"allowed edge no longer exists, remove it from ALLOWED: {u}" for u in unused)
-    return problems
+    return list(dict.fromkeys(problems))  # one line per problem, however many names an import brings
 
 
 def main(argv: Sequence[str]) -> int:
