@@ -181,7 +181,7 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
         host=settings.mcp_server_host,
     )
     asgi: ASGIApp = _CancelOnDisconnect(starlette) if settings.mcp_stateless else starlette
-    if settings.mcp_http_fast_path:
+    if settings.mcp_fast_path and settings.mcp_http_fast_path:
         asgi = HttpFastPath(asgi, server)
     authenticator = Authenticator(settings)
     if not authenticator.enabled:

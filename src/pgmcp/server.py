@@ -186,7 +186,7 @@ class PgMcpServer(MCPServer[Any]):
 
         lines, out, restore = pipes
         settings = self.app_context.settings if self.app_context is not None else None
-        if settings is None or settings.mcp_stdio_fast_path:
+        if settings is None or (settings.mcp_fast_path and settings.mcp_stdio_fast_path):
             lines.fast = ToolCallFastPath(self, out.write_bytes, out.flush)
         try:
             async with stdio_server(stdin=cast(Any, lines), stdout=cast(Any, out)) as (read, write):
