@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,16 @@ def test_the_command_fails_on_a_circle(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, str(SCRIPT), str(src)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
     assert "import circle among pgmcp.config, pgmcp.errors" in run.stderr
+
+
+def test_the_architecture_document_names_modules_that_exist() -> None:
+    """documentation/ARCHITECTURE.md follows the code: a module moved or renamed fails here until it is updated."""
+    text = (ROOT / "documentation" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([A-Za-z0-9_./-]+(?:\.py|/))`", text))
+    assert len(named) > 20, named
+    missing = sorted(
+        name
+        for name in named
+        if not any((base / name).exists() for base in (ROOT, ROOT / "src", ROOT / "src" / "pgmcp"))
+    )
+    assert not missing, f"ARCHITECTURE.md names files that do not exist: {missing}"
