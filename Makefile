@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run run-stdio test test-unit test-integration test-embedded check check-deployment lint typecheck imports bench bench-peers clean
+.PHONY: install image run run-stdio test test-unit test-integration test-embedded check check-deployment lint typecheck imports bench bench-peers console-assets check-console-assets clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -60,9 +60,28 @@ imports: install
 bench: install
 	$(PY) benchmarks/run.py
 
+## The third-party MCP clients the tests run (tests/clients: the conformance suite, the TypeScript
+## SDK, Node 22 from npm); tests/integration/test_third_party_clients.py runs npm ci itself when needed.
+.PHONY: clients
+clients:
+	cd tests/clients && npm ci --no-fund --no-audit --loglevel=error
+
 ## pgmcp beside the node peers (npm packages in benchmarks/peers; needs Node.js and npm).
 bench-peers: install
 	$(PY) benchmarks/peers.py
+
+## The container image postgresql-mcp-server:<version>, with docker, else podman (offline where no
+## registry answers: a Debian base and a host wheelhouse; see scripts/image.sh --help).
+image: install
+	bash scripts/image.sh build
+
+## The web console's vendored uPlot (src/pgmcp/console/static/vendor/, committed), from npm (needs Node.js).
+console-assets:
+	cd console-ui && npm ci --no-audit --no-fund && node build.mjs
+
+## CI: the committed console assets are what a fresh `make console-assets` builds.
+check-console-assets:
+	cd console-ui && npm ci --no-audit --no-fund && node build.mjs --check
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

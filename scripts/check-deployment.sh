@@ -16,7 +16,8 @@
 #                  validates them with the real compose binary, serves /health), and fail
 #                  clearly without Docker/Compose or without an engine
 #   kubernetes     kubectl kustomize deployment/k8s (when kubectl exists), every manifest
-#                  against the Kubernetes schemas (kubernetes-validate --strict), probes,
+#                  against the Kubernetes schemas (kubernetes-validate --strict), probes
+#                  (liveness /livez, readiness /readyz),
 #                  replicas, MCP_CONFIG_FILE mount and password_env secrets
 #   prometheus     promtool check config (when promtool exists) or a structural check
 #   env            .env.example names every Settings field; the templates load
@@ -204,10 +205,10 @@ def k8s(rendered: str, conftoml_check: str) -> None:
     if not pod.get("securityContext", {}).get("runAsNonRoot"):
         fail("pod securityContext.runAsNonRoot must be true")
     (c,) = [c for c in pod["containers"] if c["name"] == "mcp-server"]
-    for probe in ("livenessProbe", "readinessProbe"):
+    for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
         get = c.get(probe, {}).get("httpGet", {})
-        if get.get("path") != "/health" or get.get("port") not in (3000, "http"):
-            fail(f"{probe} must be httpGet /health on port 3000, got {get}")
+        if get.get("path") != path or get.get("port") not in (3000, "http"):
+            fail(f"{probe} must be httpGet {path} on port 3000, got {get}")
     if c["livenessProbe"].get("initialDelaySeconds") != 30 or c["readinessProbe"].get("initialDelaySeconds") != 5:
         fail("probe delays must be the handbook's (liveness 30 s, readiness 5 s)")
     res = c.get("resources", {})
@@ -273,7 +274,7 @@ def k8s(rendered: str, conftoml_check: str) -> None:
         fail("Service must be ClusterIP on port 3000")
     if svc["spec"]["selector"].items() - spec["template"]["metadata"]["labels"].items():
         fail("Service selector does not match the pod labels")
-    print(f"      replicas 3, probes /health:3000, connections {sorted(conns)}")
+    print(f"      replicas 3, probes /livez and /readyz on 3000, connections {sorted(conns)}")
 
 
 def conftoml(path: str) -> None:
@@ -401,7 +402,7 @@ healthcheck_cmd() { # port -> runs the Dockerfile's HEALTHCHECK python with that
     local code
     code="$(sed -n 's/^ *CMD \["python", "-c", "\(.*\)"\]$/\1/p' deployment/docker/Dockerfile)"
     [[ -n "$code" ]] || { echo "      cannot read the HEALTHCHECK command"; return 2; }
-    "$PY" -c "${code//127.0.0.1:3000/127.0.0.1:$1}" 2>/dev/null
+    MCP_SERVER_PORT="$1" "$PY" -c "$code" 2>/dev/null
 }
 healthcheck_semantics() {
     local p1 p2 rc=0
@@ -563,7 +564,7 @@ k8s_validate() {
 }
 check "manifests valid against the Kubernetes schemas: ${k8s_files[*]}" k8s_validate "${k8s_files[@]}"
 check "rendered kustomization valid against the Kubernetes schemas" k8s_validate "$WORK/k8s.yaml"
-check "k8s: 3 replicas, /health probes, resources, envFrom ConfigMap+Secret, MCP_CONFIG_FILE mounted" \
+check "k8s: 3 replicas, /livez + /readyz probes, resources, envFrom ConfigMap+Secret, MCP_CONFIG_FILE mounted" \
     "$PY" "$WORK/checks.py" k8s "$WORK/k8s.yaml" "$WORK/connections.toml"
 if [[ -s "$WORK/connections.toml" ]]; then
     check "connections.toml loads with pgmcp's MCP_CONFIG_FILE loader" \

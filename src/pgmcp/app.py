@@ -68,6 +68,7 @@ async def open_app(settings: Settings) -> AsyncIterator[AppContext]:
                 user="postgres",
                 pool_size=settings.db_pool_size,
                 ssl_mode="disable",
+                required=True,
             )
             await registry.add(default, source="embedded")
         elif default is not None:

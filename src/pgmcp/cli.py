@@ -1,10 +1,13 @@
-"""``pgmcp serve [--transport http|stdio] [--host H] [--port P] [--env-file F]``.
+"""``pgmcp serve [--transport http|stdio] [--host H] [--port P] [--env-file F]``
+(and ``pgmcp setup-role``: the least-privilege role's GRANT script, ``setup_role.py``).
 
 Reads the settings (a bad value stops start-up with one line naming the
 variable), sets up JSON logs on stderr, opens the application and serves MCP
 over stdio or Streamable HTTP until stdin closes or SIGTERM/SIGINT arrives;
 then in-flight calls get ``SHUTDOWN_GRACE_SECONDS`` to finish, pools close and
-the embedded PostgreSQL stops.
+the embedded PostgreSQL stops. Over HTTP the port stays open while the calls
+finish: ``/readyz`` answers 503 (so a load balancer stops routing here), new
+tool calls are refused, ``/livez`` stays 200; then the server stops and exits 0.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, cast
 
+from pgmcp import setup_role
 from pgmcp._version import __version__
 from pgmcp.config import Settings, SettingsError, load_settings
 from pgmcp.errors import PgMcpError
@@ -36,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="HTTP bind address (MCP_SERVER_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (MCP_SERVER_PORT, default 3000)")
     serve.add_argument("--env-file", help="read settings from this .env file")
+    setup_role.add_parser(sub)
     return parser
 
 
@@ -48,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         args = _parser().parse_args(["serve", *(argv if argv is not None else sys.argv[1:])])
+    if args.command == "setup-role":
+        return setup_role.run(args)
     overrides: dict[str, Any] = {}
     if args.host:
         overrides["mcp_server_host"] = args.host
@@ -112,8 +119,11 @@ async def _serve(settings: Settings, transport: str) -> None:
             version=__version__,
         )
         if transport == "stdio":
-            _settle_heap()
-            await _run_until_signal(server, settings.shutdown_grace_seconds)
+            from pgmcp.console import console_server
+
+            async with console_server(app, settings.console_port if settings.console_enabled else None):
+                _settle_heap()
+                await _run_until_signal(server, settings.shutdown_grace_seconds)
         else:
             await _serve_http(app, server)
         log.info("server_stopping")
@@ -191,6 +201,7 @@ async def _serve_http(app: Any, server: Any) -> None:
         lifespan="on",
     )
     http = _Uvicorn(config)
+    http.pgmcp_server = server
     await http.serve()
     if not http.started:
         raise _StartFailed(f"could not serve HTTP on {settings.mcp_server_host}:{settings.mcp_server_port}")
@@ -200,11 +211,19 @@ def _uvicorn_server_class() -> type[Any]:
     import uvicorn
 
     class Server(uvicorn.Server):
-        """uvicorn that stops gracefully on SIGTERM/SIGINT and then returns.
+        """uvicorn that drains on SIGTERM/SIGINT, stops and then returns.
 
-        Stock uvicorn re-raises the signal after its shutdown, which would kill
-        the process before pools close and the embedded PostgreSQL stops.
+        Stock uvicorn closes its port at once (a readiness probe could not see
+        the drain) and re-raises the signal after its shutdown, which would kill
+        the process before pools close and the embedded PostgreSQL stops. Here the
+        first signal starts the drain: the MCP server refuses new calls and
+        ``/readyz`` turns 503 while in-flight calls get SHUTDOWN_GRACE_SECONDS;
+        then uvicorn's own shutdown runs with what is left of the grace period.
+        A second signal stops at once (a third SIGINT forces the exit).
         """
+
+        pgmcp_server: Any = None
+        _drain: asyncio.Task[None] | None = None
 
         @contextlib.contextmanager
         def capture_signals(self) -> Any:
@@ -223,8 +242,35 @@ def _uvicorn_server_class() -> type[Any]:
         def _on_signal(self, sig: int) -> None:
             if self.should_exit and sig == signal.SIGINT:
                 self.force_exit = True
+            elif self._drain is None and self.pgmcp_server is not None:
+                self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit(sig))
             else:
                 self.should_exit = True
+
+        async def _drain_then_exit(self, sig: int) -> None:
+            from pgmcp.logs import get_logger
+
+            server = self.pgmcp_server
+            grace = float(self.config.timeout_graceful_shutdown or 0)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            server.draining = True
+            get_logger("pgmcp.cli").info(
+                "server_draining",
+                signal=signal.Signals(sig).name,
+                in_flight=server.in_flight,
+                grace_seconds=grace,
+            )
+            try:
+                await asyncio.wait_for(server.wait_idle(), timeout=grace)
+            except TimeoutError:
+                get_logger("pgmcp.cli").warning(
+                    "shutdown_grace_exceeded", in_flight=server.in_flight, grace_seconds=grace
+                )
+            # uvicorn's shutdown gets what is left of the grace period, then cancels what remains.
+            remaining = max(grace - (loop.time() - started), 0.05)
+            self.config.timeout_graceful_shutdown = cast(int, remaining)
+            self.should_exit = True
 
     return Server
 

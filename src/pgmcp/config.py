@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pgmcp.dsn import DsnError, parse_dsn
 from pgmcp.errors import InvalidInput, register_secret
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "SettingsError",
     "load_settings",
     "resolve_password",
+    "spec_fields_from_dsn",
     "resolve_secret_env",
 ]
 
@@ -52,6 +54,9 @@ class ConnectionSpec(BaseModel):
     ssl_key: str | None = None
     ssl_root_cert: str | None = None
     readonly: bool = False
+    # /readyz answers 503 while a required connection does not answer. The 'default'
+    # connection is required; MCP_CONFIG_FILE connections when they say `required = true`.
+    required: bool = False
     # SSH tunnel through a bastion host (db/tunnel.py); secrets only by the name of a variable.
     ssh_host: str | None = None
     ssh_port: int = Field(22, ge=1, le=65535)
@@ -78,6 +83,24 @@ class ConnectionSpec(BaseModel):
 
 
 _SSH_FIELDS = ("ssh_user", "ssh_key_env", "ssh_password_env", "ssh_known_hosts")
+
+
+def spec_fields_from_dsn(dsn: str) -> dict[str, Any]:
+    """The ConnectionSpec fields of a postgresql:// URI, with libpq's defaults for what it omits
+    (host localhost, port 5432, user postgres, database = the user). Its password is remembered
+    as a secret, so no output ever shows it.
+
+    Raises:
+        DsnError: the URI cannot be used (the message never shows the password).
+    """
+    fields = parse_dsn(dsn)
+    register_secret(fields.get("password"))
+    fields.setdefault("host", "localhost")
+    fields.setdefault("user", "postgres")
+    fields.setdefault("database", fields["user"])
+    if "password" in fields:
+        fields["password"] = SecretStr(fields["password"])
+    return fields
 
 
 class SettingsError(Exception):
@@ -135,7 +158,16 @@ class Settings(BaseSettings):
 
     # --- pools ------------------------------------------------------------
     default_pool_size: int = Field(10, ge=1, le=1000, description="Pool size of a new connection.")
-    max_connections: int = Field(20, ge=1, description="Upper bound on the sum of all pool sizes.")
+    max_connections: int = Field(
+        20,
+        ge=1,
+        description="Most connections open at once, all pools together (pools grow on demand to pool_size).",
+    )
+    pool_idle_timeout: float = Field(
+        300,
+        gt=0,
+        description="Seconds after which an idle pooled connection is closed (each pool keeps one warm).",
+    )
     connection_timeout: float = Field(
         30, gt=0, description="Seconds to open a connection or get one from a pool."
     )
@@ -144,6 +176,13 @@ class Settings(BaseSettings):
     # --- policy -----------------------------------------------------------
     readonly_mode: bool = Field(
         False, description="Only read statements anywhere; transactions run READ ONLY."
+    )
+    readonly_role: str | None = Field(
+        None,
+        description="A role every read path switches to (SET LOCAL ROLE): reads meet its grants.",
+    )
+    refuse_superuser: bool = Field(
+        False, description="Refuse connections whose database role is a superuser."
     )
     allowed_operations: CsvList = Field(
         default_factory=lambda: ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "EXPLAIN"],
@@ -182,8 +221,25 @@ class Settings(BaseSettings):
     max_fetch_size: int = Field(100000, ge=1, description="Largest fetch_size a caller may ask for.")
     max_result_bytes: int = Field(1048576, ge=1024, description="Cap on the JSON size of returned rows.")
     wrap_untrusted_data: bool = Field(True, description="Wrap database data in untrusted-data boundaries.")
+    confirm_writes: Literal["never", "destructive", "always"] = Field(
+        "never",
+        description="Ask the user before writes run: never, destructive (DELETE/UPDATE/MERGE/TRUNCATE/DROP/ALTER "
+        "or a preview above CONFIRM_ROWS_THRESHOLD rows) or always.",
+    )
+    confirm_rows_threshold: int = Field(
+        1000,
+        ge=0,
+        description="With CONFIRM_WRITES=destructive, a write touching more rows is confirmed too.",
+    )
+    progress_interval: float = Field(
+        5, gt=0, description="Seconds between progress notifications of a long execute_query."
+    )
 
-    # --- default connection (DB_*) -----------------------------------------
+    # --- default connection (DATABASE_URL or DB_*) -------------------------
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql:// URI of the 'default' connection (instead of DB_HOST, DB_PORT, ...).",
+    )
     db_host: str | None = Field(
         None, description="Host of the 'default' connection; unset = embedded PostgreSQL."
     )
@@ -224,6 +280,18 @@ class Settings(BaseSettings):
     slow_query_threshold_ms: float = Field(1000, ge=0, description="Queries slower than this log slow_query.")
     query_history_size: int = Field(1000, ge=0, description="Queries kept for get_query_history.")
     audit_log_file: Path | None = Field(None, description="Append-only JSON-lines audit file.")
+    console_enabled: bool = Field(
+        True, description="Serve the web console at /console on the HTTP transport."
+    )
+    console_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="With the stdio transport, also serve the web console on 127.0.0.1:P.",
+    )
+    console_session_seconds: int = Field(
+        8 * 3600, ge=60, description="How long a web console login lasts (with MCP_AUTH_TOKEN)."
+    )
     audit_log_max_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Audit file size before rotation."
     )
@@ -263,6 +331,11 @@ class Settings(BaseSettings):
     def _upper(cls, value: list[str]) -> list[str]:
         return [v.upper() for v in value]
 
+    @field_validator("readonly_role", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("mcp_log_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> Any:
@@ -273,14 +346,28 @@ class Settings(BaseSettings):
         for secret in (self.db_password, self.mcp_auth_token):
             if secret is not None:
                 register_secret(secret.get_secret_value())
+        if self.database_url is not None:
+            if self.db_host:
+                raise ValueError("database_url: give either DATABASE_URL or DB_HOST, not both")
+            try:
+                spec_fields_from_dsn(self.database_url.get_secret_value())
+            except DsnError as exc:
+                raise ValueError(f"database_url: {exc}") from None
         return self
 
     @property
     def embedded(self) -> bool:
-        """True when no DB_HOST is given: the embedded PostgreSQL serves 'default'."""
-        return not self.db_host
+        """True when neither DATABASE_URL nor DB_HOST is given: the embedded PostgreSQL serves 'default'."""
+        return not self.db_host and self.database_url is None
 
     def default_connection(self) -> ConnectionSpec | None:
+        tls = {"ssl_mode": self.db_ssl_mode, "ssl_cert": self.db_ssl_cert, "ssl_key": self.db_ssl_key}
+        tls["ssl_root_cert"] = self.db_ssl_root_cert
+        if self.database_url is not None:
+            fields = {**tls, **spec_fields_from_dsn(self.database_url.get_secret_value())}
+            return ConnectionSpec(
+                connection_id="default", pool_size=self.db_pool_size, required=True, **fields
+            )
         if not self.db_host:
             return None
         return ConnectionSpec(
@@ -291,20 +378,24 @@ class Settings(BaseSettings):
             user=self.db_user,
             password=self.db_password,
             pool_size=self.db_pool_size,
-            ssl_mode=self.db_ssl_mode,
-            ssl_cert=self.db_ssl_cert,
-            ssl_key=self.db_ssl_key,
-            ssl_root_cert=self.db_ssl_root_cert,
+            required=True,
+            **tls,
         )
 
 
 def _first_error_line(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "settings"
+    msg = err["msg"]
+    loc = ".".join(str(p) for p in err["loc"])
+    if not loc and msg.startswith("Value error, ") and ": " in msg:
+        # A check across settings (model validator) says which one: "Value error, name: message".
+        loc, _, msg = msg.removeprefix("Value error, ").partition(": ")
+    loc = loc or "settings"
     name = loc.upper() if "." not in loc else loc
     value = err.get("input")
-    shown = "" if name.endswith(("PASSWORD", "TOKEN")) or isinstance(value, dict) else f" (got {value!r})"
-    return f"Invalid setting {name}{shown}: {err['msg']}"
+    secret = name.endswith(("PASSWORD", "TOKEN", "URL"))
+    shown = "" if secret or isinstance(value, dict) else f" (got {value!r})"
+    return f"Invalid setting {name}{shown}: {msg}"
 
 
 def _load_config_file(path: Path) -> list[ConnectionSpec]:
@@ -326,6 +417,8 @@ def _load_config_file(path: Path) -> list[ConnectionSpec]:
                 f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] has a password; "
                 "use password_env (the name of an environment variable holding it)"
             )
+        if "dsn" in body:
+            body = _config_dsn(conn_id, body)
         for secret in ("ssh_key", "ssh_password"):
             if secret in body:
                 raise SettingsError(
@@ -345,6 +438,27 @@ def _load_config_file(path: Path) -> list[ConnectionSpec]:
             if name:
                 register_secret(os.environ.get(name))
     return specs
+
+
+def _config_dsn(conn_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A config-file connection given by ``dsn``: its parts, beside the table's other keys."""
+    where = f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}]"
+    rest = {k: v for k, v in body.items() if k != "dsn"}
+    dsn = body["dsn"]
+    if not isinstance(dsn, str):
+        raise SettingsError(f"{where} dsn: must be a postgresql:// URI string")
+    try:
+        fields = spec_fields_from_dsn(dsn)
+    except DsnError as exc:
+        raise SettingsError(f"{where} dsn: {exc}") from None
+    if "password" in fields:
+        raise SettingsError(
+            f"{where} dsn has a password; use password_env (the name of a variable holding it)"
+        )
+    given = sorted(set(fields) & set(rest) & {"host", "port", "database", "user"})
+    if given:
+        raise SettingsError(f"{where} gives {', '.join(given)} both in dsn and as keys; give them once")
+    return {**fields, **rest}
 
 
 def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Settings:

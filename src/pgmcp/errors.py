@@ -14,6 +14,8 @@ the one response shape ``{"success": false, "error": ..., "error_type": ...}``
     ├── QueryTimeout                "timeout"
     ├── LimitExceeded               "limit_exceeded"
     ├── ConnectionFailed            "connection_failed"
+    ├── Declined                    "declined"          (the user said no to a confirmation)
+    ├── ConfirmationRequired        "confirmation_required" (CONFIRM_WRITES, client cannot ask)
     └── DatabaseError               "database_error"    (.sqlstate)
 
 Driver exceptions are mapped by SQLSTATE class in :func:`from_postgres`,
@@ -27,8 +29,10 @@ from typing import Any, ClassVar
 
 __all__ = [
     "ConnectionFailed",
+    "ConfirmationRequired",
     "ConnectionNotFound",
     "DatabaseError",
+    "Declined",
     "InvalidInput",
     "LimitExceeded",
     "PgMcpError",
@@ -105,6 +109,21 @@ class ConnectionFailed(PgMcpError):
     """The database could not be reached or the connection was lost."""
 
     error_type = "connection_failed"
+
+
+class Declined(PgMcpError):
+    """The user declined (or cancelled) the confirmation CONFIRM_WRITES asked for; nothing ran."""
+
+    error_type = "declined"
+
+
+class ConfirmationRequired(PgMcpError):
+    """CONFIRM_WRITES wants a person to confirm this write, and the client cannot ask one.
+
+    Fails closed: nothing ran.
+    """
+
+    error_type = "confirmation_required"
 
 
 class DatabaseError(PgMcpError):

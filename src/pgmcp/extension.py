@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pgmcp.app import AppContext
 from pgmcp.config import Settings
+from pgmcp.confirm import confirm_batch, confirm_transaction
 from pgmcp.db.execute import BatchResult, QueryResult, TransactionResult
 from pgmcp.errors import LimitExceeded, PgMcpError
 from pgmcp.logs import get_logger
@@ -601,13 +602,15 @@ class PostgreSQLMCPServer:
         """Run statements (``"SQL"`` or ``("SQL", params)``) in one transaction: all commit or none.
 
         Every statement is checked by the policy first (``READONLY_MODE`` refuses
-        writes; ``BLOCKED_KEYWORDS``, ``ALLOWED_OPERATIONS`` and rules apply).
+        writes; ``BLOCKED_KEYWORDS``, ``ALLOWED_OPERATIONS`` and rules apply), and
+        ``CONFIRM_WRITES`` asks the person as it does for the built-in write tools.
 
         Raises:
             As :meth:`execute_query`; a failing statement's error carries ``failed_index``.
         """
         tool, call = self._attribution()
         items = [(q, ()) if isinstance(q, str) else (q[0], _params(q[1])) for q in queries]
+        await confirm_transaction(self._context.executor, connection_id, items, tool=tool)
         result = await self._context.executor.transaction(connection_id, items, tool=tool)
         if call is not None:
             call.warnings.extend(result.warnings)
@@ -619,6 +622,7 @@ class PostgreSQLMCPServer:
         """Run one statement per parameter row, pipelined in one transaction (all or nothing)."""
         tool, call = self._attribution()
         rows = [_params(p) for p in params_list]
+        await confirm_batch(self._context.executor, connection_id, query, rows, tool=tool)
         result = await self._context.executor.batch(connection_id, query, rows, tool=tool)
         if call is not None:
             call.warnings.extend(result.warnings)

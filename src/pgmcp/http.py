@@ -1,7 +1,15 @@
-"""The HTTP edge: ``/mcp`` (Streamable HTTP), ``/health``, ``/metrics``, ``/connections`` and auth.
+"""The HTTP edge: ``/mcp`` (Streamable HTTP), ``/health``, ``/livez``, ``/readyz``, ``/metrics``,
+``/connections`` and auth.
 
 - ``/health`` is open (Kubernetes probes) and answers from cached probes only,
   so it is fast even when a database hangs; 503 when unhealthy.
+- ``/livez`` (open) is 200 while the process serves; it never touches a database,
+  so a database outage does not make Kubernetes restart every pod.
+- ``/readyz`` (open) is 503 while the server drains (after SIGTERM) or while a
+  *required* connection does not answer a probe (``default``, and MCP_CONFIG_FILE
+  connections with ``required = true``); 200 otherwise.
+- ``/console`` (:mod:`pgmcp.console`) checks the same token itself, from a
+  login form's session cookie or the bearer header.
 - With ``MCP_AUTH_TOKEN`` set, every other path needs ``Authorization: Bearer
   <token>`` (constant-time compare); 401 with ``WWW-Authenticate`` otherwise.
 - The SDK's transport security checks ``Host``/``Origin`` on ``/mcp``;
@@ -23,8 +31,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgmcp.app import AppContext
-from pgmcp.auth import ANONYMOUS, Authenticator, AuthError
+from pgmcp.auth import ANONYMOUS, Authenticator, AuthError, Principal
 from pgmcp.fastpath import HttpFastPath
+from pgmcp.hosts import is_loopback
 from pgmcp.logs import get_logger
 from pgmcp.server import PgMcpServer
 from pgmcp.tools.observability import ObservabilityTools
@@ -33,11 +42,9 @@ __all__ = ["build_http_app", "is_loopback"]
 
 _log = get_logger("pgmcp.http")
 
-OPEN_PATHS = frozenset({"/health", "/healthz", "/ready"})
-
-
-def is_loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+OPEN_PATHS = frozenset({"/health", "/healthz", "/ready", "/livez", "/readyz"})
+# A readiness probe must answer within Kubernetes' timeoutSeconds (3 s in deployment/k8s).
+READY_PROBE_SECONDS = 2.0
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -130,6 +137,24 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
         report = {"success": True, **observe.health()}
         return json_response(report, status=503 if report["status"] == "unhealthy" else 200)
 
+    async def livez(_: Request) -> Response:
+        return json_response({"status": "alive"})
+
+    async def readyz(_: Request) -> Response:
+        if server.draining:
+            return json_response({"ready": False, "status": "draining"}, status=503)
+        required = [c for c in app.registry.all() if c.spec.required]
+        timeout = min(READY_PROBE_SECONDS, settings.connection_timeout)
+        # A probe of a pool busy with calls reports its last result: busy is not unready.
+        healths = await asyncio.gather(*(app.registry.probe(c, timeout=timeout) for c in required))
+        report = {
+            c.connection_id: {"is_healthy": h.is_healthy, "error": h.error}
+            for c, h in zip(required, healths, strict=True)
+        }
+        ready = all(h.is_healthy is not False for h in healths)
+        body = {"ready": ready, "status": "ready" if ready else "not_ready", "connections": report}
+        return json_response(body, status=200 if ready else 503)
+
     async def metrics(_: Request) -> Response:
         if not settings.enable_metrics:
             return json_response(
@@ -149,6 +174,8 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
     metadata_url = None
     routes: list[tuple[str, Any]] = [
         ("/health", health),
+        ("/livez", livez),
+        ("/readyz", readyz),
         ("/metrics", metrics),
         ("/connections", connections),
     ]
@@ -184,9 +211,14 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
     if settings.mcp_fast_path and settings.mcp_http_fast_path:
         asgi = HttpFastPath(asgi, server)
     authenticator = Authenticator(settings)
-    if not authenticator.enabled:
-        return _QuietShutdown(_Anonymous(asgi))
-    return _QuietShutdown(AuthMiddleware(asgi, authenticator, metadata_url))
+    guarded: ASGIApp = (
+        _Anonymous(asgi) if not authenticator.enabled else AuthMiddleware(asgi, authenticator, metadata_url)
+    )
+    if settings.console_enabled:
+        from pgmcp.console import Console
+
+        guarded = Console(app, authenticator).mount(guarded)  # /console: its own login, same token
+    return _QuietShutdown(guarded)
 
 
 class _CancelOnDisconnect:
@@ -203,6 +235,10 @@ class _CancelOnDisconnect:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # The requests in flight in this process, by (caller, JSON-RPC id): a
+        # notifications/cancelled POST from the same caller cancels its request here
+        # (the TypeScript client keeps the request's POST open and sends one).
+        self._in_flight: dict[tuple[str, str], anyio.CancelScope] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST":
@@ -211,16 +247,24 @@ class _CancelOnDisconnect:
         body_done = asyncio.Event()
         gone = asyncio.Event()
         answered = False
+        chunks: list[bytes] = []
+        registered: tuple[str, str] | None = None
+        scope_holder: list[anyio.CancelScope] = []
 
         async def app_receive() -> Message:
+            nonlocal registered
             if body_done.is_set():  # after the body only a disconnect can come; the watcher owns it
                 await gone.wait()
                 return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.disconnect":
                 gone.set()
-            elif not message.get("more_body", False):
-                body_done.set()
+            else:
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    body_done.set()
+                    registered = self._track(scope, b"".join(chunks), scope_holder[0])
+                    chunks.clear()
             return message
 
         async def app_send(message: Message) -> None:
@@ -241,8 +285,49 @@ class _CancelOnDisconnect:
                     tg.cancel_scope.cancel()
 
             tg.start_soon(watch)
-            await self.app(scope, app_receive, app_send)
+            with anyio.CancelScope() as call:
+                scope_holder.append(call)
+                try:
+                    await self.app(scope, app_receive, app_send)
+                finally:
+                    if registered is not None and self._in_flight.get(registered) is call:
+                        del self._in_flight[registered]
             tg.cancel_scope.cancel()
+        if call.cancelled_caught and not answered and not gone.is_set():
+            # Cancelled by notifications/cancelled: the spec wants no JSON-RPC response; the
+            # POST still gets an HTTP one, empty.
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.start", "status": 204, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+
+    def _track(self, scope: Scope, body: bytes, cancel: anyio.CancelScope) -> tuple[str, str] | None:
+        """Register a request's cancel scope, or act on a notifications/cancelled; the key, if registered."""
+        if len(body) > 65536 and b'"notifications/cancelled"' not in body[:200]:
+            return None  # a big request (a batch): parsed only by the SDK; its disconnect still cancels it
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(message, dict):
+            return None
+        state = scope.get("state") or {}
+        principal = state.get("pgmcp_principal")
+        caller = principal.subject if isinstance(principal, Principal) else ""
+        if message.get("method") == "notifications/cancelled":
+            params = message.get("params")
+            target = params.get("requestId") if isinstance(params, dict) else None
+            if isinstance(target, str | int) and not isinstance(target, bool):
+                running = self._in_flight.pop((caller, str(target)), None)
+                if running is not None:
+                    _log.info("request_cancelled", path=scope.get("path"), reason="notifications/cancelled")
+                    running.cancel()
+            return None
+        rid = message.get("id")
+        if "method" not in message or not isinstance(rid, str | int) or isinstance(rid, bool):
+            return None
+        key = (caller, str(rid))
+        self._in_flight[key] = cancel
+        return key
 
 
 class _QuietShutdown:

@@ -1,8 +1,13 @@
-"""MCP prompts for the handbook's four scenarios, so a client can offer them to its user."""
+"""MCP prompts for the handbook's four scenarios, so a client can offer them to its user,
+and ``completion/complete`` for their arguments and the schema resource template's."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from mcp.types import Completion
+
+from pgmcp.completions import Completer
 
 
 def register_prompts(server: Any) -> None:
@@ -61,3 +66,14 @@ def register_prompts(server: Any) -> None:
         (slow_query_tuning, "Find slow queries and suggest indexes or rewrites."),
     ):
         server.prompt(name=fn.__name__, description=description)(fn)
+
+
+def register_completions(server: Any, completer: Completer) -> None:
+    """Complete connection ids, schemas and tables (declares the ``completions`` capability)."""
+
+    async def complete(ref: Any, argument: Any, context: Any) -> Completion:
+        given = dict(getattr(context, "arguments", None) or {})
+        values, total = await completer.complete(argument.name, argument.value or "", given)
+        return Completion(values=values, total=total, has_more=total > len(values))
+
+    server.completion()(complete)

@@ -19,23 +19,38 @@ from typing import Any, cast
 
 import orjson
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import INVALID_PARAMS
 from pydantic import BaseModel, ValidationError
 
 from pgmcp import models
 from pgmcp.app import AppContext
 from pgmcp.auth import ANONYMOUS, CallInfo, Principal, current_call, current_principal
-from pgmcp.errors import ConnectionFailed, DatabaseError, InvalidInput, PgMcpError, error_payload
+from pgmcp.completions import Completer
+from pgmcp.confirm import Sealer, current_asker
+from pgmcp.elicit import ClientAsker, ClientProgress, InputNeeded, wants_progress
+from pgmcp.errors import (
+    ConnectionFailed,
+    ConnectionNotFound,
+    DatabaseError,
+    InvalidInput,
+    PgMcpError,
+    error_payload,
+)
 from pgmcp.fastpath import ToolCallFastPath
 from pgmcp.logs import get_logger
-from pgmcp.prompts import register_prompts
+from pgmcp.models.search import SearchObjectsResult
+from pgmcp.progress import current_progress
+from pgmcp.prompts import register_completions, register_prompts
 from pgmcp.stdio import AnswerBadLines, open_stdio_pipes
 from pgmcp.tools.connections import ConnectionTools
 from pgmcp.tools.explain import ExplainTools
 from pgmcp.tools.observability import ObservabilityTools
 from pgmcp.tools.queries import QueryTools
 from pgmcp.tools.schema import SchemaTools
+from pgmcp.tools.search import SearchTools
 
 __all__ = ["TOOL_GROUPS", "PgMcpServer", "build_server", "tool_result"]
 
@@ -61,6 +76,7 @@ TOOL_GROUPS: dict[str, tuple[str, ...]] = {
         "list_schemas",
         "list_tables",
         "get_table_schema",
+        "search_objects",
         "explain_query",
         "list_connections",
         "test_connection",
@@ -124,18 +140,89 @@ def _field_errors(exc: ValidationError) -> str:
 
 def compact_schema(schema: Any) -> Any:
     """Drop what JSON Schema implies anyway (titles, ``additionalProperties: true``,
-    ``default: null``), so that tools/list stays small in the model's context."""
+    ``default: null``), so that tools/list stays small in the model's context.
+
+    (``T | None`` stays an ``anyOf`` of single types: a ``"type"`` list is shorter, but
+    less portable, and the Inspector's ``--strict`` flags it.)"""
     if isinstance(schema, dict):
-        return {
+        compact = {
             k: compact_schema(v)
             for k, v in schema.items()
             if not (k == "title" and isinstance(v, str))
             and not (k == "additionalProperties" and v is True)
             and not (k == "default" and v is None)
         }
+        return compact
     if isinstance(schema, list):
         return [compact_schema(v) for v in schema]
     return schema
+
+
+def optional_not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional argument whose default is null advertised as its type alone.
+
+    ``x: T | None = None`` accepts null, but a caller says "none" by leaving it out; the
+    ``anyOf`` with ``null`` only costs room in the model's context. Validation is the
+    server's, against the full signature, so null is still accepted.
+    """
+    required = set(schema.get("required") or ())
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return schema
+    slim: dict[str, Any] = {}
+    for name, field in properties.items():
+        branches = field.get("anyOf") if isinstance(field, dict) else None
+        if (
+            name not in required
+            and "default" not in field
+            and isinstance(branches, list)
+            and len(branches) == 2
+        ):
+            kept = [b for b in branches if b != {"type": "null"}]
+            if len(kept) == 1 and isinstance(kept[0], dict):
+                field = {**{k: v for k, v in field.items() if k != "anyOf"}, **kept[0]}
+        slim[name] = field
+    return {**schema, "properties": slim}
+
+
+def outline_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """An output schema as its top-level fields, their types and which are required.
+
+    What a result holds in detail is in the tool's documentation; in tools/list, on every
+    turn of a model's context, nested objects are ``{"type": "object"}`` and lists
+    ``{"type": "array"}`` (as lists of rows already are, see :mod:`pgmcp.models`).
+    A result that matches the full model matches its outline.
+    """
+    properties: dict[str, Any] = {}
+    for name, field in (schema.get("properties") or {}).items():
+        properties[name] = _outline_field(field)
+    outline: dict[str, Any] = {"type": "object", "properties": properties}
+    if schema.get("required"):
+        outline["required"] = schema["required"]
+    return outline
+
+
+def _outline_field(field: Any) -> Any:
+    if not isinstance(field, dict):
+        return field
+    types = list(dict.fromkeys(_outline_types(field)))
+    return {"type": types[0]} if len(types) == 1 else {"anyOf": [{"type": t} for t in types]}
+
+
+def _outline_types(field: Any) -> list[str]:
+    """The JSON types ``field`` allows (an object for a reference), or every type when it says none."""
+    if not isinstance(field, dict):
+        return ["string", "number", "boolean", "null", "array", "object"]
+    if "$ref" in field or "properties" in field:
+        return ["object"]
+    kind = field.get("type")
+    if isinstance(kind, str):
+        return [kind]
+    if isinstance(kind, list):
+        return [str(k) for k in kind]
+    if "anyOf" in field:
+        return [t for b in field["anyOf"] for t in _outline_types(b)]
+    return ["string", "number", "boolean", "null", "array", "object"]
 
 
 class PgMcpServer(MCPServer[Any]):
@@ -148,6 +235,8 @@ class PgMcpServer(MCPServer[Any]):
         super().__init__(*args, **kwargs)
         # Tools registered through register_tool: their results are ours to put on the wire (fastpath.py).
         self.fast_tools: set[str] = set()
+        # CONFIRM_WRITES: the state handed to 2026-07-28 clients between rounds (confirm.py).
+        self.sealer = Sealer()
 
     _header_free: dict[str, tuple[Any, bool]] | None = None
 
@@ -205,14 +294,27 @@ class PgMcpServer(MCPServer[Any]):
             compact = [
                 t.model_copy(
                     update={
-                        "input_schema": compact_schema(t.input_schema),
-                        "output_schema": compact_schema(t.output_schema) if t.output_schema else None,
+                        "input_schema": optional_not_null(compact_schema(t.input_schema)),
+                        "output_schema": outline_schema(compact_schema(t.output_schema))
+                        if t.output_schema
+                        else None,
                     }
                 )
                 for t in tools
             ]
             self._tools_cache = (len(tools), compact)
         return self._tools_cache[1]
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Any = None
+    ) -> Any:
+        """The SDK's, with an unknown prompt or bad arguments answered -32602 (it answers code 0)."""
+        if self._prompt_manager.get_prompt(name) is None:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}. Call prompts/list.")
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:
+            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
 
     # Graceful shutdown (cli.py): once draining, new calls are refused; in_flight counts the rest.
     draining: bool = False
@@ -238,7 +340,15 @@ class PgMcpServer(MCPServer[Any]):
             if isinstance(cause, ValidationError):
                 err = InvalidInput(f"Invalid arguments for {name}: {_field_errors(cause)}")
             elif str(exc).startswith("Unknown tool"):
-                err = InvalidInput(f"Unknown tool: {name}. Call tools/list for the available tools.")
+                # A protocol error (-32602), as the spec says: there is no such tool to give a result.
+                if self.app_context is not None:
+                    self.app_context.monitor.record_tool_call(
+                        tool=name, status="invalid_input", duration_ms=0.0
+                    )
+                raise MCPError(
+                    code=INVALID_PARAMS,
+                    message=f"Unknown tool: {name}. Call tools/list for the available tools.",
+                ) from None
             else:
                 raise
             if self.app_context is not None:
@@ -273,20 +383,27 @@ def register_tool(
     wrap = untrusted and app.settings.wrap_untrusted_data
     monitor = app.monitor
     audit = app.audit
+    confirming = app.settings.confirm_writes != "never"
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> CallToolResult:
         started = time.perf_counter()
         status = "success"
         payload: dict[str, Any] | None = None
-        principal = _principal(kwargs.pop(_CTX_PARAM, None))
+        ctx = kwargs.pop(_CTX_PARAM, None)
+        principal = _principal(ctx)
         call = CallInfo(tool=tool_name, principal=principal, connection_id=kwargs.get("connection_id"))
         principal_token = current_principal.set(principal)
         call_token = current_call.set(call)
+        asker_token = current_asker.set(ClientAsker(ctx, server.sealer)) if confirming else None
+        progress_token_ = current_progress.set(ClientProgress(ctx)) if wants_progress(ctx) else None
         try:
             payload = await fn(*args, **kwargs)
             payload.setdefault("success", True)
             return tool_result(payload, untrusted=wrap)
+        except InputNeeded as needed:  # 2026-07-28: the client asks the person, then calls again
+            status = "input_required"
+            return needed.result  # type: ignore[return-value]
         except PgMcpError as failure:
             status = failure.error_type
             return tool_result(error_payload(failure), is_error=True)
@@ -299,6 +416,10 @@ def register_tool(
             status = "cancelled"  # the client gave up (or the server is stopping): not a success
             raise
         finally:
+            if progress_token_ is not None:
+                current_progress.reset(progress_token_)
+            if asker_token is not None:
+                current_asker.reset(asker_token)
             current_call.reset(call_token)
             current_principal.reset(principal_token)
             duration_ms = (time.perf_counter() - started) * 1000
@@ -331,7 +452,10 @@ def register_tool(
     )
     if not validate_output:
         _advertise_without_validating(server, tool_name)
-    server.fast_tools.add(tool_name)
+    # With CONFIRM_WRITES on, a write may have to ask the person through the session,
+    # which the fast paths do not have: only read-only tools take them.
+    if not confirming or (annotations is not None and annotations.read_only_hint):
+        server.fast_tools.add(tool_name)
 
 
 _CTX_PARAM = "pgmcp_context"
@@ -402,6 +526,7 @@ def build_server(app: AppContext) -> PgMcpServer:
     queries = QueryTools(app)
     schema = SchemaTools(app)
     explain = ExplainTools(app)
+    search = SearchTools(app, schema)
     observe = ObservabilityTools(app)
 
     specs: list[tuple[ToolFn, ToolAnnotations, type[BaseModel], bool]] = [
@@ -415,6 +540,7 @@ def build_server(app: AppContext) -> PgMcpServer:
         (schema.list_schemas, READ, models.ListSchemasResult, True),
         (schema.list_tables, READ, models.ListTablesResult, True),
         (schema.get_table_schema, READ, models.TableSchemaResult, True),
+        (search.search_objects, READ, SearchObjectsResult, True),
         (explain.explain_query, READ, models.ExplainResult, True),
         (observe.health_check, READ, models.HealthResult, False),
         (observe.get_metrics, READ, models.MetricsResult, False),
@@ -436,6 +562,7 @@ def build_server(app: AppContext) -> PgMcpServer:
 
     register_resources(server, app, schema)
     register_prompts(server)
+    register_completions(server, Completer(app))
     # Last: plugins see every built-in tool, and a broken one stops start-up before serving.
     from pgmcp.extension import load_plugins
 
@@ -453,10 +580,17 @@ def register_resources(server: PgMcpServer, app: AppContext, schema: SchemaTools
         mime_type="application/json",
     )
     async def table_schema(connection_id: str, schema_name: str, table: str) -> str:
+        # A table or connection that does not exist is a JSON-RPC error, not a body saying so.
         try:
             payload = await schema.get_table_schema(connection_id, table, schema_name)
+        except ConnectionNotFound as err:
+            raise ResourceNotFoundError(str(err)) from None
+        except DatabaseError as err:
+            if err.sqlstate == "42P01":
+                raise ResourceNotFoundError(str(err)) from None
+            raise ResourceError(str(err)) from None
         except PgMcpError as err:
-            payload = error_payload(err)
+            raise ResourceError(str(err)) from None
         return _dumps(payload)
 
     @server.resource(

@@ -443,6 +443,24 @@ def map_doc_connection(arguments: dict[str, Any], server: Any, names: dict[str, 
             that is not in :data:`DOC_DATABASES`.
     """
     mapped = dict(arguments)
+    if "dsn" in arguments:
+        # A URI example: its host and database must be the documents' too; it is pointed at the
+        # test server as a URI again (its query parameters dropped: the test server's own apply).
+        from dataclasses import replace
+
+        from pgmcp.dsn import parse_dsn
+
+        parts = parse_dsn(arguments["dsn"])
+        if parts.get("host") != "localhost":
+            raise AssertionError(
+                f"add_connection examples use host='localhost' (found {parts.get('host')!r})"
+            )
+        if parts.get("database") not in DOC_DATABASES:
+            raise AssertionError(
+                f"database {parts.get('database')!r} is not one of DOC_DATABASES {DOC_DATABASES}"
+            )
+        mapped["dsn"] = replace(server, database=names.get(parts["database"], parts["database"])).dsn()
+        return mapped
     host = arguments.get("host")
     if host != "localhost":
         raise AssertionError(f"add_connection examples use host='localhost' (found {host!r})")

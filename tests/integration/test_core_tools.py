@@ -10,6 +10,8 @@ from typing import Any
 import asyncpg
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 from pgmcp.app import AppContext
 from tests.conftest import PgServer
@@ -36,6 +38,7 @@ EXPECTED_TOOLS: dict[str, set[str]] = {
         "ssh_key_env",
         "ssh_password_env",
         "ssh_known_hosts",
+        "dsn",
     },
     "remove_connection": {"connection_id"},
     "list_connections": set(),
@@ -44,7 +47,8 @@ EXPECTED_TOOLS: dict[str, set[str]] = {
     "execute_transaction": {"connection_id", "queries"},
     "batch_execute": {"connection_id", "query", "params_list"},
     "list_schemas": {"connection_id"},
-    "list_tables": {"connection_id", "schema"},
+    "list_tables": {"connection_id", "schema", "limit"},
+    "search_objects": {"connection_id", "pattern", "kinds", "schema", "detail", "limit"},
     "get_table_schema": {"connection_id", "table_name", "schema"},
     "explain_query": {"connection_id", "query", "params", "analyze"},
     "health_check": set(),
@@ -86,7 +90,14 @@ async def test_every_tool_is_listed_with_its_parameters_and_annotations(client: 
     assert set(tools["execute_query"].input_schema["required"]) == {"connection_id", "query"}
     # params is a concrete JSON type, not "any"
     items = tools["execute_query"].input_schema["properties"]["params"]
-    assert "anyOf" in str(items)
+    assert [b["type"] for b in items["items"]["anyOf"]] == [
+        "string",
+        "number",
+        "boolean",
+        "null",
+        "array",
+        "object",
+    ]
 
 
 async def test_execute_query_with_a_date_string_against_timestamptz(client: Client, demo: PgServer) -> None:
@@ -309,7 +320,14 @@ async def test_explain_analyze_of_a_write_is_rolled_back(client: Client, conn: a
 async def test_connections_can_be_added_tested_listed_and_removed(client: Client, demo: PgServer) -> None:
     added = await call_ok(client, "add_connection", connection_id="second", pool_size=2, **demo.spec_args())
     assert added["message"] == "Connection established successfully"
-    assert added["pool_stats"] == {"size": 2, "idle_connections": 2, "active_connections": 0}
+    # The pool opens one connection (the one add_connection tests) and grows on demand to 2.
+    assert added["pool_stats"] == {
+        "size": 2,
+        "open": 1,
+        "idle_connections": 1,
+        "active_connections": 0,
+        "waiting": 0,
+    }
     tested = await call_ok(client, "test_connection", connection_id="second")
     assert tested["is_healthy"] is True
     assert tested["server_version"]
@@ -350,7 +368,6 @@ async def test_connections_can_be_added_tested_listed_and_removed(client: Client
             {"connection_id": "default", "query": "SELECT 1", "params_list": []},
             "invalid_input",
         ),
-        ("no_such_tool", {}, "invalid_input"),
     ],
 )
 async def test_bad_input_gets_a_clear_error_and_the_next_call_works(
@@ -358,6 +375,15 @@ async def test_bad_input_gets_a_clear_error_and_the_next_call_works(
 ) -> None:
     data = await call_err(client, tool, error_type, **args)
     assert len(data["error"]) > 10
+    ok = await call_ok(client, "execute_query", connection_id="default", query="SELECT 1 AS one")
+    assert ok["rows"] == [{"one": 1}]
+
+
+async def test_an_unknown_tool_is_a_json_rpc_error_and_the_next_call_works(client: Client) -> None:
+    with pytest.raises(MCPError) as raised:
+        await client.call_tool("no_such_tool", {})
+    assert raised.value.error.code == INVALID_PARAMS
+    assert "no_such_tool" in raised.value.error.message
     ok = await call_ok(client, "execute_query", connection_id="default", query="SELECT 1 AS one")
     assert ok["rows"] == [{"one": 1}]
 

@@ -60,6 +60,8 @@ def test_env_templates_load(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if name == ".env.prod":
         assert settings.mcp_log_level == "WARNING" and settings.max_query_length == 5000
         assert "GRANT" in settings.blocked_keywords
+        # init-db.sql's role, never a superuser
+        assert settings.db_user == "mcp_user" and settings.refuse_superuser
     if name == ".env.example":  # defaults, embedded database, no secrets
         assert settings.db_host is None and settings.mcp_auth_token is None
         assert settings.mcp_server_port == 3000
@@ -360,14 +362,15 @@ def _k8s(kind: str) -> list[dict[str, Any]]:
     return docs
 
 
-def test_k8s_deployment_has_three_replicas_and_health_probes() -> None:
+def test_k8s_deployment_has_three_replicas_and_liveness_readiness_probes() -> None:
     (deployment,) = _k8s("Deployment")
     spec = deployment["spec"]
     assert spec["replicas"] == 3
     assert spec["strategy"]["type"] == "RollingUpdate"
     (container,) = spec["template"]["spec"]["containers"]
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/health", "port": 3000}
+    # A database outage takes pods out of the Service (readiness), it restarts none (liveness).
+    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": 3000}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 3000}
     assert container["livenessProbe"]["initialDelaySeconds"] == 30
     assert container["readinessProbe"]["initialDelaySeconds"] == 5
     assert container["resources"] == {

@@ -295,7 +295,14 @@ async def test_pool_gauges_match_list_connections_also_mid_query(obs: ServerProc
             }
             samples = scrape(obs)
             metrics = await call_ok(client, "get_metrics")
-            assert listed["gauged"] == {"size": 3, "idle_connections": 3, "active_connections": 0}
+            # The pool opened one connection (add_connection's test) and may grow to 3.
+            assert listed["gauged"] == {
+                "size": 3,
+                "open": 1,
+                "idle_connections": 1,
+                "active_connections": 0,
+                "waiting": 0,
+            }
             assert metrics["pools"] == listed
             for cid, stats in listed.items():
                 assert value(samples, "mcp_server_pool_size", connection_id=cid) == stats["size"], cid
@@ -307,6 +314,8 @@ async def test_pool_gauges_match_list_connections_also_mid_query(obs: ServerProc
                     value(samples, "mcp_server_connections_idle", connection_id=cid)
                     == stats["idle_connections"]
                 )
+                assert value(samples, "mcp_server_connections_open", connection_id=cid) == stats["open"]
+                assert value(samples, "mcp_server_connections_waiting", connection_id=cid) == stats["waiting"]
 
             # A statement in flight holds one connection: both views show it.
             async with Client(obs.mcp_url) as other:
@@ -324,9 +333,16 @@ async def test_pool_gauges_match_list_connections_also_mid_query(obs: ServerProc
                         break
                     await asyncio.sleep(0.02)
                 samples = scrape(obs)
-                assert listed["gauged"] == {"size": 3, "idle_connections": 2, "active_connections": 1}
+                assert listed["gauged"] == {
+                    "size": 3,
+                    "open": 1,
+                    "idle_connections": 0,
+                    "active_connections": 1,
+                    "waiting": 0,
+                }
                 assert value(samples, "mcp_server_connections_active", connection_id="gauged") == 1
-                assert value(samples, "mcp_server_connections_idle", connection_id="gauged") == 2
+                assert value(samples, "mcp_server_connections_idle", connection_id="gauged") == 0
+                assert value(samples, "mcp_server_connections_open", connection_id="gauged") == 1
                 assert value(samples, "mcp_server_pool_size", connection_id="gauged") == 3
                 await running
         finally:

@@ -63,7 +63,16 @@ def cases(db: PgServer) -> dict[str, list[dict[str, Any]]]:
             }
         ],
         "list_schemas": [{"connection_id": "default"}],
-        "list_tables": [{"connection_id": "default"}, {"connection_id": "default", "schema": "pg_catalog"}],
+        "list_tables": [
+            {"connection_id": "default"},
+            {"connection_id": "default", "schema": "pg_catalog"},
+            {"connection_id": "default", "schema": "pg_catalog", "limit": 2},
+        ],
+        "search_objects": [
+            {"connection_id": "default", "pattern": "order"},
+            {"connection_id": "default", "pattern": "order", "detail": "summary", "limit": 2},
+            {"connection_id": "default", "pattern": "orders", "kinds": ["table"], "detail": "full"},
+        ],
         "get_table_schema": [
             {"connection_id": "default", "table_name": "orders"},
             {"connection_id": "default", "table_name": "schema_probe"},

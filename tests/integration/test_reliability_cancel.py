@@ -111,6 +111,45 @@ async def test_stateless_http_a_closed_connection_cancels_the_statement_and_roll
     assert not errors, f"a client walking away is not a server error: {errors}"
 
 
+async def test_stateless_http_notifications_cancelled_stops_the_call_served_by_the_same_process(
+    db: PgServer,
+) -> None:
+    """The TypeScript client keeps the call's POST open and sends notifications/cancelled in another POST."""
+    seconds = next(_seconds)
+    async with _http_server(db, MCP_STATELESS="true") as process:
+        peer = RawHttp(process.url, stateless=True)
+        walker = RawHttp(process.url, stateless=True)
+        try:
+            call = asyncio.create_task(walker.call_tool("execute_transaction", **_write_then_sleep(seconds)))
+            await wait_until(lambda: _running(db, seconds), timeout=10, what="the call running")
+            side = RawHttp(process.url, stateless=True)
+            try:
+                ack = await side.post(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/cancelled",
+                        "params": {"requestId": walker._ids, "reason": "user pressed stop"},
+                    }
+                )
+                assert ack.status_code == 202, ack.text
+            finally:
+                await side.aclose()
+            await _stopped_within(db, seconds, within=5)
+            # The call's POST is answered (empty: no JSON-RPC response for a cancelled request).
+            with contextlib.suppress(AssertionError, ValueError, httpx2.HTTPError):
+                await asyncio.wait_for(call, 5)
+            assert call.done()
+            await walker.aclose()
+            await _assert_pool_clean(process, db, peer)
+        finally:
+            await peer.aclose()
+        records = process.log_records()
+    assert await _walked(db) == 0, "the cancelled transaction's INSERT must be rolled back"
+    assert "request_cancelled" in [r.get("event") for r in records]
+    errors = [r for r in records if r.get("level") in ("ERROR", "CRITICAL")]
+    assert not errors, errors
+
+
 async def test_http_session_notifications_cancelled_stops_the_statement_and_rolls_back(db: PgServer) -> None:
     """A 2025-06-18 session: the spec's way to give up is notifications/cancelled (a dropped
     connection may be resumed, so it does not cancel; QUERY_TIMEOUT still bounds the call)."""

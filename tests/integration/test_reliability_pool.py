@@ -70,7 +70,13 @@ async def test_many_more_calls_than_connections_queue_and_all_complete(
     assert elapsed >= calls * 0.05 / POOL * 0.9, elapsed
     assert await _ids(db) >= set(range(calls))
     stats = app.registry.get("default").pool_stats()
-    assert stats == {"size": POOL, "idle_connections": POOL, "active_connections": 0}, stats
+    assert stats == {
+        "size": POOL,
+        "open": POOL,
+        "idle_connections": POOL,
+        "active_connections": 0,
+        "waiting": 0,
+    }, stats
     ours = [b for b in await backends(db.dsn(), database=db.database) if b["application_name"] == "pgmcp"]
     assert len(ours) == POOL, ours
 
@@ -143,8 +149,10 @@ async def test_a_call_that_cannot_get_a_connection_in_time_fails_with_limit_exce
     assert ok["rows"][0]["n"] == len(ids)
     assert app.registry.get("default").pool_stats() == {
         "size": POOL,
+        "open": POOL,
         "idle_connections": POOL,
         "active_connections": 0,
+        "waiting": 0,
     }
     metrics = await call_ok(client, "get_metrics")
     assert metrics["pools"]["default"]["size"] == POOL

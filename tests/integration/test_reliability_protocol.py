@@ -50,7 +50,7 @@ BAD_MESSAGES: list[tuple[str, bytes, set[int] | None, str | None]] = [
     ("nested_100000_arrays", _nested_param_call(8, NESTED), {-32700}, None),
     ("nested_500_arrays", _nested_param_call(9, b"[" * 500 + b"]" * 500), {-32600, -32700}, None),
     ("unknown_method", b'{"jsonrpc": "2.0", "id": 10, "method": "no/such_method"}', {-32601}, None),
-    ("unknown_tool", _call(11, "drop_everything", {}), None, "invalid_input"),
+    ("unknown_tool", _call(11, "drop_everything", {}), {-32602}, None),
     (
         "params_list_over_max_batch_size",
         _call(

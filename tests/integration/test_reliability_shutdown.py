@@ -1,7 +1,8 @@
 """SIGTERM/SIGINT (every Kubernetes rollout) and SIGKILL: nothing half committed, nothing left behind.
 
-On SIGTERM or SIGINT pgmcp stops accepting new calls, lets in-flight calls
-finish for up to SHUTDOWN_GRACE_SECONDS, then cancels and rolls back what
+On SIGTERM or SIGINT pgmcp stops accepting new calls (over HTTP ``/readyz``
+turns 503 while the port stays open), lets in-flight calls finish for up to
+SHUTDOWN_GRACE_SECONDS, then cancels and rolls back what
 remains, closes its pools and exits 0. A SIGKILL cannot be handled: the
 database itself rolls back the open transaction. Every test checks the table.
 """
@@ -98,10 +99,15 @@ async def test_http_shutdown_finishes_short_calls_refuses_new_ones_and_rolls_bac
         signalled = time.monotonic()
         process.signal(sig)
         await asyncio.sleep(0.2)
-        # No new calls: the listening socket is closed while the in-flight calls run.
-        with pytest.raises(httpx2.TransportError):
-            async with httpx2.AsyncClient() as http:
-                await http.get(f"{process.url}/health", timeout=2)
+        # Draining: the port stays open for the probes, /readyz says 503 (a load balancer stops
+        # routing here), /livez stays 200, and new calls are refused while the in-flight ones run.
+        async with httpx2.AsyncClient() as http:
+            ready = await http.get(f"{process.url}/readyz", timeout=2)
+            live = await http.get(f"{process.url}/livez", timeout=2)
+        assert ready.status_code == 503 and ready.json()["status"] == "draining", ready.text
+        assert live.status_code == 200, live.text
+        refused = await peer.call_tool("execute_query", connection_id="default", query="SELECT 1")
+        assert refused["error_type"] == "connection_failed" and "shutting down" in refused["error"], refused
         finished = await asyncio.wait_for(short, timeout=10)
         assert finished["success"] is True, finished
         assert finished["committed"] is True

@@ -65,8 +65,9 @@ EXPECTED: dict[str, tuple[set[str], set[str], tuple[bool, bool, bool]]] = {
             "ssh_key_env",
             "ssh_password_env",
             "ssh_known_hosts",
+            "dsn",
         },
-        {"connection_id", "host", "database", "user"},
+        {"connection_id"},  # host, database and user, or a dsn
         (False, False, False),
     ),
     "remove_connection": ({"connection_id"}, {"connection_id"}, (False, True, False)),
@@ -84,7 +85,12 @@ EXPECTED: dict[str, tuple[set[str], set[str], tuple[bool, bool, bool]]] = {
         WRITE,
     ),
     "list_schemas": ({"connection_id"}, {"connection_id"}, READ),
-    "list_tables": ({"connection_id", "schema"}, {"connection_id"}, READ),
+    "list_tables": ({"connection_id", "schema", "limit"}, {"connection_id"}, READ),
+    "search_objects": (
+        {"connection_id", "pattern", "kinds", "schema", "detail", "limit"},
+        {"connection_id", "pattern"},
+        READ,
+    ),
     "get_table_schema": ({"connection_id", "table_name", "schema"}, {"connection_id", "table_name"}, READ),
     "explain_query": (
         {"connection_id", "query", "params", "analyze"},
@@ -209,6 +215,8 @@ async def exercise_every_tool(client: Client, db: PgServer, tag: str) -> list[st
     ]
     assert "public" in {s["schema_name"] for s in (await ok("list_schemas", connection_id=extra))["schemas"]}
     assert "items" in {t["table_name"] for t in (await ok("list_tables", connection_id=extra))["tables"]}
+    found = await ok("search_objects", connection_id="default", pattern="item", kinds=["table"])
+    assert {"kind": "table", "schema": "public", "name": "items"} in found["objects"]
     schema = await ok("get_table_schema", connection_id="default", table_name="items")
     assert [c["name"] for c in schema["columns"]] == ["id", "name", "price"]
     assert schema["primary_key"] == ["id"]

@@ -59,7 +59,7 @@ async def test_calls_in_a_row_share_the_warm_connection_and_it_counts_as_idle(
     conn = app.registry.get("default")
     assert conn.warm is not None
     stats = conn.pool_stats()
-    assert stats["idle_connections"] == stats["size"] and stats["active_connections"] == 0, stats
+    assert stats["idle_connections"] == stats["open"] == 1 and stats["active_connections"] == 0, stats
 
 
 async def test_a_warm_connection_the_database_killed_is_replaced_unnoticed(
@@ -77,7 +77,7 @@ async def test_a_warm_connection_the_database_killed_is_replaced_unnoticed(
     )
     assert data["rows"][0]["pid"] != victim
     stats = app.registry.get("default").pool_stats()
-    assert stats["size"] <= POOL and stats["idle_connections"] <= stats["size"], stats
+    assert stats["open"] <= POOL and stats["idle_connections"] <= stats["open"], stats
 
 
 async def test_a_failed_call_does_not_leave_its_connection_warm(server: tuple[AppContext, Client]) -> None:
@@ -154,7 +154,7 @@ async def test_a_commit_lost_after_the_answer_costs_the_next_call_nothing(
     data = await call_ok(client, "execute_query", connection_id="default", query="SELECT 2 AS two")
     assert data["rows"] == [{"two": 2}]
     stats = conn.pool_stats()
-    assert stats["size"] <= POOL and stats["active_connections"] == 0, stats
+    assert stats["open"] <= POOL and stats["active_connections"] == 0, stats
 
 
 async def test_writes_and_explain_still_wait_for_their_commit(

@@ -17,9 +17,11 @@ import pytest
 from pgmcp.app import open_app
 from pgmcp.config import Settings, load_settings
 from pgmcp.errors import (
+    ConfirmationRequired,
     ConnectionFailed,
     ConnectionNotFound,
     DatabaseError,
+    Declined,
     InvalidInput,
     LimitExceeded,
     QueryBlocked,
@@ -179,6 +181,8 @@ ERROR_CLASSES: list[Any] = [
     DatabaseError,
     ConnectionFailed,
     LimitExceeded,
+    Declined,
+    ConfirmationRequired,
 ]
 
 
@@ -194,6 +198,8 @@ def test_the_http_endpoints_and_commands_are_documented(path: Path) -> None:
     text = read(path)
     for needle in (
         "/health",
+        "/livez",
+        "/readyz",
         "/metrics",
         "/connections",
         "/mcp",

@@ -67,7 +67,7 @@ def test_an_upward_import_and_an_unplaced_module_fail(checker: ModuleType, tmp_p
         {
             "fix/__init__.py": "",
             "fix/edge.py": "import fix.db\n",
-            "fix/db.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from fix.edge import App\n",
+            "fix/db.py": "import fix.errors\nfrom fix.edge import App\n",
             "fix/errors.py": "",
             "fix/stray.py": "",
         },
@@ -75,8 +75,20 @@ def test_an_upward_import_and_an_unplaced_module_fail(checker: ModuleType, tmp_p
     problems = checker.check(src, "fix", layers=LAYERS, allowed={}, empty_packages={"fix"})
     assert any("fix.db imports fix.edge: upward" in p for p in problems), problems
     assert any(p.startswith("fix.stray: in no layer") for p in problems), problems
-    # Under TYPE_CHECKING the import never runs: upward, but no circle.
-    assert not any(p.startswith("import circle") for p in problems), problems
+    assert any(p.startswith("import circle among fix.db, fix.edge") for p in problems), problems
+
+
+def test_an_import_under_type_checking_is_no_dependency(checker: ModuleType, tmp_path: Path) -> None:
+    src = _package(
+        tmp_path,
+        {
+            "fix/__init__.py": "",
+            "fix/edge.py": "import fix.db\n",
+            "fix/db.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from fix.edge import App\n",
+            "fix/errors.py": "",
+        },
+    )
+    assert checker.check(src, "fix", layers=LAYERS, allowed={}, empty_packages={"fix"}) == []
 
 
 def test_an_allowed_edge_is_skipped_and_a_stale_one_reported(checker: ModuleType, tmp_path: Path) -> None:

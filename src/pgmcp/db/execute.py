@@ -7,21 +7,23 @@ For every call, in this order:
 2. a pooled connection is acquired within ``CONNECTION_TIMEOUT``;
 3. one transaction opens, ``READ ONLY`` when the tool, the connection or
    ``READONLY_MODE`` asks for it, with ``SET LOCAL statement_timeout`` from
-   ``QUERY_TIMEOUT`` so the server itself stops runaway work — both sent in a
-   single round trip;
+   ``QUERY_TIMEOUT`` so the server itself stops runaway work, and on a read path
+   ``SET LOCAL ROLE`` to ``READONLY_ROLE`` when it is set — all sent in a single round trip;
 4. parameters are converted to the types PostgreSQL inferred for ``$1``, ``$2`` …;
 5. the statement runs through the extended protocol (never the simple one, so a
    stacked ``; COMMIT; DROP …`` cannot end the transaction) from the prepared-
    statement cache; rows are read through a portal, at most ``fetch_size`` + 1;
-6. the transaction commits (or rolls back: always for ``explain_query``); a READ ONLY
-   transaction's COMMIT is not waited for by ``execute_query`` and the catalog tools, whose
-   rows are all read by then (the connection is reused only once it is back);
+6. the transaction commits, or rolls back: always for ``explain_query`` and every READ ONLY
+   transaction (a read never commits); the session reset rides in the same round trip
+   (``db/session.py``). ``execute_query`` and the catalog tools do not wait for a READ ONLY
+   transaction's end, their rows are all read by then (the connection is reused only once
+   it is back);
 7. rows become JSON values, capped at ``MAX_RESULT_BYTES``;
 8. duration, outcome and row count go to the monitor (metrics, logs, history).
 
-A failure or cancellation rolls back and marks the connection for a full reset
-(session settings, cursors, advisory locks, prepared statements) before it
-returns to the pool.
+A failure or cancellation rolls back and marks the connection for the full reset
+(role, settings, cursors, advisory locks, LISTEN, temporary objects, prepared
+statements of SQL) before it returns to the pool.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +40,13 @@ import orjson
 
 from pgmcp.auth import current_call, current_principal
 from pgmcp.config import Settings
+from pgmcp.db import session
 from pgmcp.db.convert import column_info, convert_params, make_row_encoder, params_converter
+from pgmcp.db.privileges import refuse, set_role_sql
 from pgmcp.db.registry import Connection, ConnectionRegistry, PgMcpConnection
 from pgmcp.errors import (
     ConnectionFailed,
+    DatabaseError,
     InvalidInput,
     LimitExceeded,
     PgMcpError,
@@ -169,6 +174,13 @@ class Executor:
         self.policy = policy
         self.monitor = monitor
         self._timeout_ms = int(settings.query_timeout * 1000)
+        # Our own text, one round trip each. READONLY_ROLE: reads meet that role's grants.
+        timeout = f"SET LOCAL statement_timeout = {self._timeout_ms}"
+        role = f"; {set_role_sql(settings.readonly_role)}" if settings.readonly_role else ""
+        self._begin = {
+            True: f"BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY; {timeout}{role}",
+            False: f"BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE; {timeout}",
+        }
 
     # --- policy ---------------------------------------------------------------
 
@@ -222,15 +234,12 @@ class Executor:
     ) -> AsyncIterator[PgMcpConnection]:
         """A transaction on a pooled connection, committed (or rolled back) when the body ends.
 
-        With ``answer_before_commit`` a READ ONLY transaction's COMMIT is sent without waiting
-        for it (``ConnectionRegistry.commit_after_answer``): the body has read everything, and
-        nothing it did depends on the COMMIT. This takes a round trip off the caller's latency.
+        READ ONLY transactions always roll back. With ``answer_before_commit`` their ROLLBACK
+        and session reset are sent without waiting for them
+        (``ConnectionRegistry.commit_after_answer``): the body has read everything, and nothing
+        it did depends on the transaction's end. This takes a round trip off the caller's latency.
         """
-        mode = "READ ONLY" if readonly else "READ WRITE"
-        # One round trip: both are our own text, never a caller's.
-        begin = (
-            f"BEGIN ISOLATION LEVEL READ COMMITTED {mode}; SET LOCAL statement_timeout = {self._timeout_ms}"
-        )
+        begin = self._begin[readonly]
         # The database stops each statement at QUERY_TIMEOUT; this deadline is for a database
         # that stops answering altogether (hung, or the network gone), where statement_timeout
         # never fires and the call would otherwise wait forever.
@@ -241,6 +250,10 @@ class Executor:
                 try:
                     async with asyncio.timeout(deadline) as budget:
                         try:
+                            if conn.privileges is None:  # the database was down when the pool opened
+                                conn.privileges = await self.registry.inspect_privileges(conn, c)
+                            elif conn.privileges.refusal:
+                                refuse(conn.privileges)
                             await c.execute(begin)
                         except Exception as exc:
                             # A pooled connection the database dropped while it sat idle (a restart)
@@ -262,13 +275,12 @@ class Executor:
                                     await c.execute("ROLLBACK")
                             raise
                         phase = "COMMIT"
-                        # RESET ALL in the same round trip: a user-defined function may have
-                        # changed a session setting (set_config(..., false)), and the next
-                        # caller on this pooled connection must not inherit it.
-                        if answer_before_commit and readonly and not rollback:
-                            self.registry.commit_after_answer(conn, c, "COMMIT; RESET ALL")
+                        # A read never commits. The session reset rides in the same round trip
+                        # (db/session.py): nothing a function body left reaches the next caller.
+                        if answer_before_commit and readonly:
+                            self.registry.commit_after_answer(conn, c, "ROLLBACK")
                         else:
-                            await c.execute("ROLLBACK; RESET ALL" if rollback else "COMMIT; RESET ALL")
+                            await session.end_transaction(c, "ROLLBACK" if rollback or readonly else "COMMIT")
                 except TimeoutError:
                     if not budget.expired():
                         raise
@@ -300,10 +312,17 @@ class Executor:
 
     def _fail(self, exc: BaseException) -> PgMcpError:
         if isinstance(exc, asyncpg.InternalClientError) and not isinstance(exc, PgMcpError):
-            # asyncpg's protocol state machine tripped over a connection the server dropped
-            # ("cannot switch to state 12; another operation (2) is in progress").
-            return ConnectionFailed(
-                f"Connection to the database failed: the server ended the session mid-call ({exc}); retry the call"
+            if "cannot switch to state" in str(exc) or "another operation" in str(exc):
+                # asyncpg's protocol state machine tripped over a connection the server dropped
+                # ("cannot switch to state 12; another operation (2) is in progress").
+                return ConnectionFailed(
+                    f"Connection to the database failed: the server ended the session mid-call ({exc}); "
+                    "retry the call"
+                )
+            # Anything else is the driver failing to read a result (a type it cannot decode):
+            # the connection is fine, and a retry would fail the same way.
+            return DatabaseError(
+                f"The driver could not read this result ({exc}); cast the column to text (column::text)"
             )
         return from_postgres(exc, timeout_seconds=self.settings.query_timeout)
 
@@ -451,10 +470,12 @@ class Executor:
         queries: Sequence[tuple[str, Sequence[Any]]],
         *,
         tool: str = "execute_transaction",
+        rollback: bool = False,
     ) -> TransactionResult:
         """Run the statements in one transaction: all commit, or none does.
 
-        Every statement is checked by the policy before the first one runs.
+        Every statement is checked by the policy before the first one runs. With
+        ``rollback`` the transaction is always rolled back: a preview (confirm.py).
 
         Raises:
             StatementFailed: with ``index`` of the failing statement (the database is unchanged).
@@ -478,7 +499,9 @@ class Executor:
         started = time.perf_counter()
         index = 0
         try:
-            async with self._transaction(conn, readonly=readonly, statements=len(queries)) as c:
+            async with self._transaction(
+                conn, readonly=readonly, rollback=rollback, statements=len(queries)
+            ) as c:
                 for index, (query, params) in enumerate(queries):
                     step_started = time.perf_counter()
                     try:
@@ -538,8 +561,14 @@ class Executor:
         params_list: Sequence[Sequence[Any]],
         *,
         tool: str = "batch_execute",
+        rollback: bool = False,
+        progress: Callable[[int, int], Awaitable[None]] | None = None,
     ) -> BatchResult:
-        """Run one statement for every parameter row, pipelined, in one transaction (all or nothing)."""
+        """Run one statement for every parameter row, pipelined, in one transaction (all or nothing).
+
+        With ``rollback`` the transaction is always rolled back (a preview, confirm.py);
+        with ``progress`` the rows go in chunks of PROGRESS_CHUNK, reported as (done, total).
+        """
         conn = self.registry.get(connection_id)
         if not params_list:
             raise InvalidInput("params_list must contain at least one parameter row")
@@ -552,7 +581,9 @@ class Executor:
         readonly = self.readonly_for(conn) or decision.is_read
         started = time.perf_counter()
         try:
-            async with self._transaction(conn, readonly=readonly, statements=len(params_list) + 2) as c:
+            async with self._transaction(
+                conn, readonly=readonly, rollback=rollback, statements=len(params_list) + 2
+            ) as c:
                 stmt = await _prepare(c, query)
                 convert = params_converter(stmt.get_parameters())
                 rows: list[list[Any]] = []
@@ -562,7 +593,12 @@ class Executor:
                     except InvalidInput as bad:
                         raise InvalidInput(f"params_list[{i}]: {bad}") from None
                 before = await c.fetchval(_XACT_CHANGES) if not readonly else 0
-                await stmt.executemany(rows)
+                if progress is None:
+                    await stmt.executemany(rows)
+                else:
+                    for start in range(0, len(rows), PROGRESS_CHUNK):
+                        await stmt.executemany(rows[start : start + PROGRESS_CHUNK])
+                        await progress(min(start + PROGRESS_CHUNK, len(rows)), len(rows))
                 after = await c.fetchval(_XACT_CHANGES) if not readonly else 0
         except Exception as exc:
             failure = self._failed(
@@ -645,6 +681,8 @@ class Executor:
         )
         return results
 
+
+PROGRESS_CHUNK = 1000  # batch rows per executemany when the caller asked for progress
 
 _SIZE_CHUNK = 64  # rows sized per orjson call against MAX_RESULT_BYTES
 

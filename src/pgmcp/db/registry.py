@@ -1,8 +1,12 @@
 """The connection registry: named asyncpg pools, their limits, TLS, tunnels, and their health.
 
-- ``MAX_CONNECTIONS`` bounds the sum of all pool sizes. A pool size given
-  explicitly that does not fit is refused (``limit_exceeded``); the default
-  size is reduced to what is left, and the reply says so.
+- ``MAX_CONNECTIONS`` caps the connections actually open, all pools together
+  (:mod:`pgmcp.db.limits`); ``pool_size`` is each pool's own ceiling. Pools
+  open with one connection, grow on demand, and close connections idle for
+  ``POOL_IDLE_TIMEOUT`` seconds (the warm connection stays: the one call's worth
+  a pool keeps open). With the cap reached, a call waits up to
+  ``CONNECTION_TIMEOUT`` while an idle connection of another pool is closed to
+  make room, then fails with ``limit_exceeded`` naming what holds the connections.
 - ``ALLOWED_DB_HOSTS`` (names, globs or CIDRs, checked after resolution) and
   ``ALLOW_RUNTIME_CONNECTIONS`` bound what ``add_connection`` may reach, so a
   caller cannot use the server to probe the network. Through an SSH tunnel both the
@@ -33,6 +37,10 @@ from typing import Any
 import asyncpg
 
 from pgmcp.config import ConnectionSpec, Settings, resolve_password
+from pgmcp.db import privileges as role_privileges
+from pgmcp.db import session
+from pgmcp.db.limits import ConnectionLimiter, watch
+from pgmcp.db.privileges import Privileges
 from pgmcp.db.tls import describe_tls_error, ssl_arg
 from pgmcp.db.tunnel import LOCAL_HOST, SshTunnel
 from pgmcp.errors import (
@@ -51,17 +59,13 @@ __all__ = ["Connection", "ConnectionRegistry", "PgMcpConnection"]
 
 log = get_logger("pgmcp.db")
 
-# Not DEALLOCATE ALL: asyncpg keeps its own cache of our prepared statements (PREPARE is refused).
-_FULL_RESET = "CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); RESET ALL;"
-
 
 class PgMcpConnection(asyncpg.Connection):  # type: ignore[misc]
-    """A pooled connection that skips the reset round trip when nothing could have changed.
+    """A pooled connection whose release skips asyncpg's reset round trip when it is clean.
 
-    The policy refuses every statement that changes session state (SET,
-    set_config, LISTEN, PREPARE, DECLARE, advisory locks), and every call runs
-    in its own transaction that asyncpg rolls back on release. Only after a
-    failure or cancellation do we pay for the full reset.
+    Every call's transaction ends with the session reset in the same round trip
+    (``db/session.py``). Only a connection marked dirty (a failure, a cancellation,
+    a reset that could not finish) gets the full reset when it goes back to the pool.
     """
 
     __slots__ = ("_pgmcp_dirty",)
@@ -76,7 +80,7 @@ class PgMcpConnection(asyncpg.Connection):  # type: ignore[misc]
     def get_reset_query(self) -> str:
         if self._pgmcp_dirty:
             self._pgmcp_dirty = False
-            return _FULL_RESET
+            return session.full_reset()
         return ""
 
 
@@ -117,6 +121,9 @@ class Connection:
     waiting: int = field(default=0, repr=False)
     # The SSH tunnel the pool connects through (ssh_host), closed with the pool.
     tunnel: SshTunnel | None = field(default=None, repr=False)
+    # The login role's superuser flag and risky memberships, gathered when the pool opens
+    # (or by the first call, if the database was down then): db/privileges.py.
+    privileges: Privileges | None = field(default=None, repr=False)
 
     @property
     def connection_id(self) -> str:
@@ -127,9 +134,16 @@ class Connection:
         return self.spec.readonly
 
     def pool_stats(self) -> dict[str, int]:
-        size = self.pool.get_size()
-        idle = self.pool.get_idle_size() + _attached(self.warm)
-        return {"size": size, "idle_connections": idle, "active_connections": max(size - idle, 0)}
+        """``size`` is the pool's ceiling; ``open`` = idle + active; ``waiting``: calls waiting for one."""
+        opened = self.pool.get_size()
+        idle = min(self.pool.get_idle_size() + _attached(self.warm), opened)
+        return {
+            "size": self.pool_size,
+            "open": opened,
+            "idle_connections": idle,
+            "active_connections": opened - idle,
+            "waiting": self.waiting,
+        }
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -143,6 +157,7 @@ class Connection:
             "source": self.source,
             "pool_stats": self.pool_stats(),
             **({"ssh_host": self.spec.ssh_host} if self.spec.ssh_host else {}),
+            **(self.privileges.report() if self.privileges is not None else {}),
         }
 
 
@@ -171,6 +186,7 @@ class ConnectionRegistry:
         self._releasing: set[asyncio.Task[None]] = set()
         self._commits: dict[int, asyncio.Task[None]] = {}  # id(connection) -> its commit_after_answer
         self.on_change: list[Callable[[], None]] = []
+        self.limiter = ConnectionLimiter(settings.max_connections, self._make_room)
 
     # --- lookup ---------------------------------------------------------------
 
@@ -192,8 +208,9 @@ class ConnectionRegistry:
     def health_snapshot(self) -> dict[str, dict[str, Any]]:
         return {cid: c.health.as_dict() for cid, c in self._connections.items()}
 
-    def total_pool_size(self) -> int:
-        return sum(c.pool_size for c in self._connections.values())
+    def open_connections(self) -> int:
+        """Connections open (or being opened) across every pool: what MAX_CONNECTIONS caps."""
+        return self.limiter.open
 
     # --- add / remove -----------------------------------------------------------
 
@@ -207,7 +224,7 @@ class ConnectionRegistry:
         Raises:
             InvalidInput: the id is taken (and ``replace`` is false) or the spec is unusable.
             QueryBlocked: runtime connections are disabled or the host is not allowed.
-            LimitExceeded: the pool does not fit in ``MAX_CONNECTIONS``.
+            LimitExceeded: every one of ``MAX_CONNECTIONS`` stayed busy for ``CONNECTION_TIMEOUT``.
             ConnectionFailed: the database could not be reached within ``CONNECTION_TIMEOUT``.
         """
         settings = self._settings
@@ -231,45 +248,38 @@ class ConnectionRegistry:
                     f"Connection '{spec.connection_id}' already exists; remove_connection it first "
                     "or choose another connection_id"
                 )
-            budget = (
-                settings.max_connections - self.total_pool_size() + (existing.pool_size if existing else 0)
-            )
+            size = spec.pool_size if spec.pool_size is not None else settings.default_pool_size
             note = None
-            if spec.pool_size is not None:
-                size = spec.pool_size
-                if size > budget:
-                    raise LimitExceeded(
-                        f"pool_size {size} for '{spec.connection_id}' does not fit: "
-                        f"{settings.max_connections - budget} of MAX_CONNECTIONS={settings.max_connections} "
-                        f"are already used by other pools ({budget} left)"
-                    )
-            else:
-                size = min(settings.default_pool_size, budget)
-                if size < 1:
-                    raise LimitExceeded(
-                        f"No room for another pool: the pools already use all MAX_CONNECTIONS="
-                        f"{settings.max_connections} connections; remove a connection or raise MAX_CONNECTIONS"
-                    )
-                if size < settings.default_pool_size:
-                    note = f"pool_size reduced to {size} to stay within MAX_CONNECTIONS={settings.max_connections}"
+            if size > settings.max_connections:
+                note = (
+                    f"pool_size {size} is more than MAX_CONNECTIONS={settings.max_connections}: "
+                    f"the pool never holds more than {settings.max_connections} connections"
+                )
             tunnel = SshTunnel(spec, timeout=settings.connection_timeout) if spec.ssh_host else None
             try:
-                pool = await self._open_pool(spec, password, size, size, tunnel)
-            except ConnectionFailed as exc:
-                if source == "runtime":
-                    if tunnel is not None:
-                        await tunnel.close()
-                    raise
-                # A declared connection whose database is down at start-up stays registered with
-                # an empty pool: calls fail with connection_failed until the database answers,
-                # then the pool fills by itself.
-                log.warning("connection_failed", connection_id=spec.connection_id, error=str(exc))
-                pool = await self._open_pool(spec, password, size, 0, tunnel)
+                pool = self._open_pool(spec, password, size, tunnel)
+                try:
+                    await self._first_connection(spec, pool)
+                except (ConnectionFailed, LimitExceeded) as exc:
+                    if source == "runtime":
+                        with contextlib.suppress(Exception):
+                            pool.terminate()
+                        raise
+                    # A declared connection whose database is down at start-up stays registered
+                    # with an empty pool: calls fail with connection_failed until the database
+                    # answers, then the pool fills by itself.
+                    log.warning("connection_failed", connection_id=spec.connection_id, error=str(exc))
             except BaseException:
                 if tunnel is not None:
                     await tunnel.close()
                 raise
             conn = Connection(spec=spec, pool=pool, pool_size=size, source=source, tunnel=tunnel)
+            if pool.get_size():  # a pool that is open (not the empty one of a database down)
+                try:
+                    conn.privileges = await self.inspect_privileges(conn)
+                except BaseException:
+                    await self._close_pool(conn)  # and its tunnel
+                    raise
             if existing is not None:
                 await self._close_pool(existing)
             self._connections[spec.connection_id] = conn
@@ -282,8 +292,26 @@ class ConnectionRegistry:
             pool_size=size,
             readonly=spec.readonly,
             source=source,
+            **(conn.privileges.as_dict() if conn.privileges is not None else {}),
         )
         return conn, note
+
+    async def inspect_privileges(self, conn: Connection, raw: Any = None) -> Privileges:
+        """The login role's privileges (logged once); raises the refusal of REFUSE_SUPERUSER or
+        READONLY_ROLE (``query_blocked``)."""
+        if raw is None:
+            async with conn.pool.acquire(timeout=self._settings.connection_timeout) as c:
+                found = await role_privileges.inspect(c, self._settings, conn.connection_id)
+        else:
+            found = await role_privileges.inspect(raw, self._settings, conn.connection_id)
+        if found.warning:
+            log.warning(
+                "risky_privileges", connection_id=conn.connection_id, **found.as_dict(), warning=found.warning
+            )
+        if found.refusal:
+            log.error("connection_refused", connection_id=conn.connection_id, error=found.refusal)
+        role_privileges.refuse(found)
+        return found
 
     async def remove(self, connection_id: str) -> None:
         async with self._lock:
@@ -292,19 +320,14 @@ class ConnectionRegistry:
         await self._close_pool(conn)
         log.info("connection_removed", connection_id=connection_id)
 
-    async def _open_pool(
-        self,
-        spec: ConnectionSpec,
-        password: str | None,
-        size: int,
-        min_size: int,
-        tunnel: SshTunnel | None = None,
+    def _open_pool(
+        self, spec: ConnectionSpec, password: str | None, size: int, tunnel: SshTunnel | None = None
     ) -> asyncpg.Pool:
-        timeout = self._settings.connection_timeout
-        mode = spec.ssl_mode or self._settings.db_ssl_mode
+        """A pool that opens no connection yet: each one it opens takes a slot of the limiter
+        (and, through a tunnel, dials the forward's current local port)."""
         tls = ssl_arg(
             host=spec.host,
-            mode=mode,
+            mode=spec.ssl_mode or self._settings.db_ssl_mode,
             # One CA for every connection unless a connection names its own; a client
             # certificate identifies one user, so it is never borrowed from DB_SSL_CERT.
             root_cert=spec.ssl_root_cert or self._settings.db_ssl_root_cert,
@@ -312,44 +335,94 @@ class ConnectionRegistry:
             key=spec.ssl_key,
             server_hostname=spec.host if tunnel is not None else None,
         )
-        try:
-            return await asyncio.wait_for(
-                asyncpg.create_pool(
-                    # Through a tunnel, its connect hook dials the forward's current local port.
-                    host=LOCAL_HOST if tunnel is not None else spec.host,
-                    port=spec.port,
-                    connect=tunnel.connect if tunnel is not None else None,
-                    user=spec.user,
-                    password=password,
-                    database=spec.database,
-                    ssl=tls,
-                    min_size=min_size,
-                    max_size=size,
-                    timeout=timeout,
-                    command_timeout=None,
-                    max_inactive_connection_lifetime=300.0,
-                    init=_init_connection,
-                    connection_class=PgMcpConnection,
-                    statement_cache_size=256,
-                    server_settings=SERVER_SETTINGS,
-                ),
-                timeout=timeout,
-            )
-        except TimeoutError:
-            log.warning(
-                "connection_failed", connection_id=spec.connection_id, host=spec.host, error="timeout"
-            )
-            raise ConnectionFailed(
-                f"Could not connect to {spec.host}:{spec.port}/{spec.database} within "
-                f"CONNECTION_TIMEOUT={timeout:g} seconds"
-            ) from None
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ssl.SSLError) as exc:
-            err = from_postgres(exc)
-            message = describe_tls_error(exc, mode) or mask_secrets(str(exc).strip() or type(exc).__name__)
-            log.warning("connection_failed", connection_id=spec.connection_id, host=spec.host, error=message)
-            raise ConnectionFailed(
-                f"Could not connect to {spec.host}:{spec.port}/{spec.database}: {message}"
-            ) from err
+        return asyncpg.create_pool(
+            host=LOCAL_HOST if tunnel is not None else spec.host,
+            port=spec.port,
+            user=spec.user,
+            password=password,
+            database=spec.database,
+            ssl=tls,
+            min_size=0,
+            max_size=size,
+            timeout=self._settings.connection_timeout,
+            command_timeout=None,
+            max_inactive_connection_lifetime=self._settings.pool_idle_timeout,
+            connect=self.limiter.connector(
+                spec.connection_id, tunnel.connect if tunnel is not None else None
+            ),
+            init=_init_connection,
+            connection_class=PgMcpConnection,
+            statement_cache_size=256,
+            server_settings=SERVER_SETTINGS,
+        )
+
+    async def _first_connection(self, spec: ConnectionSpec, pool: asyncpg.Pool) -> None:
+        """Open the pool and its first connection, so a bad host or password is reported by add()."""
+        timeout = self._settings.connection_timeout
+        with watch() as wait:
+            try:
+                async with asyncio.timeout(timeout):
+                    await pool
+                    await pool.release(await pool.acquire())
+            except TimeoutError:
+                if wait.for_slot:
+                    raise self._limit_exceeded(spec.connection_id, timeout) from None
+                log.warning(
+                    "connection_failed", connection_id=spec.connection_id, host=spec.host, error="timeout"
+                )
+                raise ConnectionFailed(
+                    f"Could not connect to {spec.host}:{spec.port}/{spec.database} within "
+                    f"CONNECTION_TIMEOUT={timeout:g} seconds"
+                ) from None
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ssl.SSLError) as exc:
+                err = from_postgres(exc)
+                mode = spec.ssl_mode or self._settings.db_ssl_mode
+                message = describe_tls_error(exc, mode) or mask_secrets(
+                    str(exc).strip() or type(exc).__name__
+                )
+                log.warning(
+                    "connection_failed", connection_id=spec.connection_id, host=spec.host, error=message
+                )
+                raise ConnectionFailed(
+                    f"Could not connect to {spec.host}:{spec.port}/{spec.database}: {message}"
+                ) from err
+
+    def _limit_exceeded(self, connection_id: str, timeout: float) -> LimitExceeded:
+        held = []
+        for cid, n in self.limiter.holders().items():
+            other = self._connections.get(cid)
+            busy = other.pool_stats()["active_connections"] if other is not None else n
+            held.append(f"'{cid}' {n} ({busy} busy)")
+        return LimitExceeded(
+            f"No connection for '{connection_id}' within CONNECTION_TIMEOUT={timeout:g} seconds: all "
+            f"MAX_CONNECTIONS={self.limiter.max_connections} connections are open and busy, held by "
+            f"{', '.join(held) or 'calls being connected'}; retry later, raise MAX_CONNECTIONS "
+            "or lower the load"
+        )
+
+    def _make_room(self) -> bool:
+        """Close one idle connection, so its slot goes to a connection attempt waiting for one.
+
+        First a connection parked in asyncpg's pool (of the pool with the most of them), then
+        a warm one. A pool whose own calls wait for one of its connections keeps its idle ones:
+        they are about to be handed out. asyncpg has no public call to close one idle
+        connection, so this walks its holders (what its own idle timeout closes, the same way).
+        """
+        pools = sorted(self._connections.values(), key=lambda c: c.pool.get_idle_size(), reverse=True)
+        for c in pools:
+            if c.pool.get_idle_size() == 0 or c.waiting > self.limiter.waiting_for(c.connection_id):
+                continue
+            for holder in getattr(c.pool, "_holders", ()):
+                if holder.is_connected() and holder.is_idle():
+                    holder.terminate()
+                    return True
+        for c in self._connections.values():
+            warm = c.warm
+            if _attached(warm) and (c.warm_commit is None or c.warm_commit.done()):
+                c.warm, c.warm_commit = None, None
+                warm.terminate()  # detaches the proxy and frees its holder
+                return True
+        return False
 
     async def _close_pool(self, conn: Connection) -> None:
         if conn.warm_commit is not None:
@@ -404,7 +477,7 @@ class ConnectionRegistry:
         """Run ``SELECT version()`` on one connection and update its cached health."""
         before = conn.health.is_healthy
         stats = conn.pool_stats()
-        if stats["idle_connections"] == 0 and stats["size"] >= conn.pool_size:
+        if stats["idle_connections"] == 0 and (stats["open"] >= conn.pool_size or self.limiter.full):
             # Every connection is serving a call. Waiting for one would report a busy pool as a
             # dead database, and fail Kubernetes probes exactly when load peaks. A database that
             # stops answering those calls is caught by their deadline, which frees the pool.
@@ -481,6 +554,7 @@ class ConnectionRegistry:
             # another call may take the connection meanwhile (then the pool serves this one).
             await asyncio.wait((conn.warm_commit,))
         raw, conn.warm, conn.warm_commit = conn.warm, None, None
+        wait = None
         if raw is not None and not _reusable(raw):
             # A connection lost while warm went back to asyncpg's pool already (its proxy is
             # detached); a closed one, or one whose COMMIT failed, is handed back to be reset
@@ -492,10 +566,13 @@ class ConnectionRegistry:
             if raw is None:
                 conn.waiting += 1
                 try:
-                    raw = await conn.pool.acquire(timeout=timeout)
+                    with watch() as wait:
+                        raw = await conn.pool.acquire(timeout=timeout)
                 finally:
                     conn.waiting -= 1
         except TimeoutError:
+            if wait is not None and wait.for_slot:
+                raise self._limit_exceeded(conn.connection_id, timeout) from None
             if conn.pool.get_size() < conn.pool_size:
                 # asyncpg hands out a free slot at once, so a slot without a connection means
                 # the time went into connecting: the database is slow or hung, not the pool full.
@@ -532,6 +609,7 @@ class ConnectionRegistry:
             elif (
                 conn.warm is None
                 and not conn.waiting
+                and not self.limiter.waiting
                 and self._connections.get(conn.connection_id) is conn
                 and (commit is not None or _reusable(raw))
             ):
@@ -542,20 +620,21 @@ class ConnectionRegistry:
                 await self._release(conn, raw)
 
     def commit_after_answer(self, conn: Connection, raw: PgMcpConnection, sql: str) -> None:
-        """Send ``sql``, the COMMIT of a READ ONLY transaction whose rows are all read, without
-        making the caller wait for it: the answer goes out while the database commits.
+        """End a READ ONLY transaction whose rows are all read with ``sql`` (``ROLLBACK``) and
+        the session reset (``session.end_transaction``), without making the caller wait for it:
+        the answer goes out while the database rolls back and resets.
 
-        Nothing a read-only transaction did depends on its COMMIT, so the caller's result stands
-        whatever the COMMIT does. The connection is handed to the next call (or to the pool)
-        only once the COMMIT is back; if it fails, the connection is reset or replaced. Call it
-        last, inside ``acquire``.
+        Nothing a read-only transaction did depends on its end, so the caller's result stands
+        whatever the ROLLBACK does. The connection is handed to the next call (or to the pool)
+        only once the reset is back; if it fails, the connection is reset in full or replaced.
+        Call it last, inside ``acquire``.
         """
         self._commits[id(raw)] = asyncio.get_running_loop().create_task(self._commit(conn, raw, sql))
 
     async def _commit(self, conn: Connection, raw: PgMcpConnection, sql: str) -> None:
         try:
             async with asyncio.timeout(self._settings.connection_timeout):
-                await raw.execute(sql)
+                await session.end_transaction(raw, sql)
         except Exception as exc:  # also TimeoutError: a database that stopped answering
             with contextlib.suppress(AttributeError):  # detached: the connection is gone already
                 raw.mark_dirty()
@@ -597,6 +676,10 @@ class ConnectionRegistry:
             log.warning(
                 "connection_discarded", connection_id=conn.connection_id, error=str(exc) or type(exc).__name__
             )
+        if self.limiter.waiting:
+            # A call elsewhere waits for a slot under MAX_CONNECTIONS: this connection, idle
+            # now, is closed so that call can open one.
+            self._make_room()
 
 
 def _reusable(raw: PgMcpConnection) -> bool:

@@ -17,9 +17,12 @@ A call takes a fast path only when all of these hold, otherwise the SDK serves i
   2026-07-28 per-request envelope, which the SDK's own classifier accepts for it;
 * the message is a JSON-RPC 2.0 request (int or string id) for ``tools/call`` whose
   params hold only ``name``, ``arguments`` (an object) and a ``_meta`` with at most
-  the envelope keys and a ``progressToken`` (pgmcp's tools report no progress);
+  the envelope keys — no ``progressToken``: progress notifications go out through the
+  SDK's session;
 * the tool was registered through ``pgmcp.server.register_tool``, and no SDK
-  extension, cache hint or extra middleware wants to see tool calls;
+  extension, cache hint or extra middleware wants to see tool calls; with
+  CONFIRM_WRITES on, only read-only tools (a write may have to ask the person
+  through the session: elicitation, or the 2026-07-28 ``input_required`` result);
 * the SDK's result sieve for the protocol version leaves our results unchanged.
 
 Modules: :mod:`.calls` (what is eligible and the answer), :mod:`.stdio` (a stdio

@@ -97,7 +97,10 @@ class FastCalls:
             arguments = {}
         if not isinstance(arguments, dict):
             return None
-        return Call(rid, correlation_key(rid), name, arguments, params.get("_meta"))
+        meta = params.get("_meta")
+        if isinstance(meta, dict) and "progressToken" in meta:
+            return None  # progress goes out through the SDK's session (notifications/progress)
+        return Call(rid, correlation_key(rid), name, arguments, meta)
 
     @staticmethod
     def legacy_meta(call: Call) -> bool:

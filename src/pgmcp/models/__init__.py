@@ -29,9 +29,14 @@ class _Result(BaseModel):
 
 
 class PoolStats(BaseModel):
+    """``size``: the pool's ceiling (pool_size); ``open`` = ``idle_connections`` + ``active_connections``;
+    ``waiting``: calls waiting for a connection (the pool's, or a slot under MAX_CONNECTIONS)."""
+
     size: int
+    open: int
     idle_connections: int
     active_connections: int
+    waiting: int
 
 
 class AddConnectionResult(_Result):
@@ -125,6 +130,7 @@ class TableInfo(BaseModel):
 
 class ListTablesResult(_Result):
     tables: Objects
+    truncated: bool = False
 
 
 class ColumnInfo(BaseModel):

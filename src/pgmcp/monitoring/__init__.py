@@ -25,15 +25,22 @@ What is counted where:
 
 Modules: :mod:`.monitor` (the Monitor), :mod:`.exposition` (Prometheus
 families), :mod:`.health` (system readings and the health verdict),
-:mod:`.business` (the handbook's business events).
+:mod:`.business` (the handbook's business events), :mod:`.timeseries` (the
+last hour in 10-second buckets, for the web console's charts).
+
+For the console the Monitor also keeps the last :data:`BLOCKED_HISTORY_SIZE`
+blocked statements (reason, message, tool, caller) and gives each history
+entry an ``id`` and the caller's ``principal``; ``get_query_history``'s rows
+are unchanged.
 """
 
 from pgmcp.monitoring.business import BUSINESS_RETENTION_SECONDS
 from pgmcp.monitoring.exposition import DURATION_BUCKETS_SECONDS
 from pgmcp.monitoring.health import Status
-from pgmcp.monitoring.monitor import RESERVOIR_SIZE, Monitor, PoolSource, QueryRecord
+from pgmcp.monitoring.monitor import BLOCKED_HISTORY_SIZE, RESERVOIR_SIZE, Monitor, PoolSource, QueryRecord
 
 __all__ = [
+    "BLOCKED_HISTORY_SIZE",
     "BUSINESS_RETENTION_SECONDS",
     "DURATION_BUCKETS_SECONDS",
     "RESERVOIR_SIZE",

@@ -85,7 +85,17 @@ def families(
     for tkey, n in counts.tools.items():
         tools.add_metric(list(tkey), n)
 
-    size = GaugeMetricFamily("mcp_server_pool_size", "Connections in the pool.", labels=["connection_id"])
+    size = GaugeMetricFamily(
+        "mcp_server_pool_size", "Most connections the pool may open (pool_size).", labels=["connection_id"]
+    )
+    opened = GaugeMetricFamily(
+        "mcp_server_connections_open", "Pool connections open now (idle + active).", labels=["connection_id"]
+    )
+    waiting = GaugeMetricFamily(
+        "mcp_server_connections_waiting",
+        "Calls waiting for a connection (of the pool, or room under MAX_CONNECTIONS).",
+        labels=["connection_id"],
+    )
     active = GaugeMetricFamily(
         "mcp_server_connections_active", "Pool connections in use.", labels=["connection_id"]
     )
@@ -96,6 +106,8 @@ def families(
         size.add_metric([conn], stats.get("size", 0))
         active.add_metric([conn], stats.get("active_connections", 0))
         idle.add_metric([conn], stats.get("idle_connections", 0))
+        opened.add_metric([conn], stats.get("open", 0))
+        waiting.add_metric([conn], stats.get("waiting", 0))
 
     events = CounterMetricFamily(
         "mcp_server_business_events", "Business events recorded by plugins.", labels=["event_type"]
@@ -118,6 +130,8 @@ def families(
         size,
         active,
         idle,
+        opened,
+        waiting,
         events,
         values,
         GaugeMetricFamily(

@@ -24,19 +24,23 @@ from prometheus_client import (
 from prometheus_client.core import Metric
 
 from pgmcp._version import __version__
+from pgmcp.auth import current_call, current_principal
 from pgmcp.config import Settings
 from pgmcp.errors import mask_secrets
 from pgmcp.logs import emit, get_logger, redact_text
 from pgmcp.monitoring.business import BUSINESS_RETENTION_SECONDS, BusinessEvents
 from pgmcp.monitoring.exposition import BOUNDS_MS, Counts, families
 from pgmcp.monitoring.health import RANK, Status, SystemProbe, assess
+from pgmcp.monitoring.timeseries import TimeSeries
 
-__all__ = ["RESERVOIR_SIZE", "Monitor", "PoolSource", "QueryRecord"]
+__all__ = ["BLOCKED_HISTORY_SIZE", "RESERVOIR_SIZE", "Monitor", "PoolSource", "QueryRecord"]
 
 #: How many recent query durations ``p95_query_time_ms`` is computed over.
 RESERVOIR_SIZE = 10_000
+#: How many recent blocked statements the console lists (they are not in the query history).
+BLOCKED_HISTORY_SIZE = 200
 
-#: ``() -> {connection_id: {"size", "idle_connections", "active_connections"}}``
+#: ``() -> {connection_id: {"size", "open", "idle_connections", "active_connections", "waiting"}}``
 PoolSource = Callable[[], Mapping[str, Mapping[str, int]]]
 
 
@@ -116,9 +120,13 @@ class Monitor:
         self._slow: dict[str, int] = {}
         self._tools: dict[tuple[str, str], int] = {}
         self._recent_ms: deque[float] = deque(maxlen=RESERVOIR_SIZE)
-        # (epoch, connection_id, query, query_type, duration_ms, success, row_count, error_type, tool):
-        # a tuple is cheaper to make on the hot path; QueryRecord is built when read.
+        # (epoch, connection_id, query, query_type, duration_ms, success, row_count, error_type, tool,
+        # principal, id): a tuple is cheaper to make on the hot path; QueryRecord is built when read.
         self._history: deque[tuple[Any, ...]] = deque(maxlen=settings.query_history_size)
+        self._next_id = 0
+        # (epoch, connection_id, reason, message, query, tool, principal), for the console.
+        self._blocked_recent: deque[tuple[Any, ...]] = deque(maxlen=BLOCKED_HISTORY_SIZE)
+        self.series = TimeSeries()
 
         self._business = BusinessEvents(clock)
         self._pool_source: PoolSource | None = None
@@ -156,6 +164,8 @@ class Monitor:
         slow = duration_ms > self._slow_ms
         qkey = (connection_id, query_type, "success" if success else "error")
         hkey = (connection_id, query_type)
+        now = time.time()
+        principal = current_principal.get().subject
         with self._lock:
             self._queries[qkey] = self._queries.get(qkey, 0) + 1
             hist = self._hists.get(hkey)
@@ -166,9 +176,10 @@ class Monitor:
             )
             hist.sum_ms += duration_ms
             self._recent_ms.append(duration_ms)
+            self._next_id += 1
             self._history.append(
                 (
-                    time.time(),
+                    now,
                     connection_id,
                     text,
                     query_type,
@@ -177,10 +188,15 @@ class Monitor:
                     row_count,
                     error_type,
                     tool,
+                    principal,
+                    self._next_id,
                 )
             )
             if slow:
                 self._slow[connection_id] = self._slow.get(connection_id, 0) + 1
+            sample = self.series.add_query(now, duration_ms, success)
+        if sample:
+            self.sample_pools(now)  # once per 10-second bucket, so pool charts have a point
         if not slow and not self._log.is_enabled_for(logging.DEBUG):
             return  # the usual case in production: no line to build
         fields: dict[str, Any] = {
@@ -208,16 +224,23 @@ class Monitor:
         ``failed_queries``, not in the history.
         """
         key = (connection_id, reason)
+        now = time.time()
+        call = current_call.get()
+        tool = call.tool if call is not None else None
+        text = redact_text(query) if self._keep_text and query is not None else None
+        entry = (now, connection_id, reason, message, text, tool, current_principal.get().subject)
         with self._lock:
             self._blocked[key] = self._blocked.get(key, 0) + 1
+            self._blocked_recent.append(entry)
+            self.series.add_blocked(now)
         fields: dict[str, Any] = {
             "connection_id": connection_id,
             "reason": reason,
             "query_type": query_type,
             "message": message,
         }
-        if self._keep_text and query is not None:
-            fields["query"] = redact_text(query)
+        if text is not None:
+            fields["query"] = text
         self._log.warning("query_blocked", **fields)
 
     def record_tool_call(self, *, tool: str, status: str, duration_ms: float) -> None:
@@ -232,6 +255,20 @@ class Monitor:
     def set_pool_source(self, fn: PoolSource) -> None:
         """Where pool stats come from; called at every scrape and :meth:`snapshot`, so it must not block."""
         self._pool_source = fn
+
+    def sample_pools(self, now: float | None = None) -> None:
+        """Put the pools' usage now into the time series (the record path does it once per bucket,
+        the console at each read)."""
+        pools = self.pools()
+        with self._lock:
+            self.series.sample_pools(time.time() if now is None else now, pools)
+
+    def timeseries(self, window_seconds: float = 3600) -> dict[str, Any]:
+        """The last ``window_seconds`` of the time series (see :class:`.timeseries.TimeSeries.read`)."""
+        now = time.time()
+        self.sample_pools(now)
+        with self._lock:
+            return self.series.read(now, window_seconds)
 
     def record_business_event(self, event_type: str, value: float = 1.0) -> None:
         """A plugin's business event (the handbook's ``CustomMetricsCollector``).
@@ -271,7 +308,54 @@ class Monitor:
                         break
         return [
             QueryRecord(conn, text, qtype, round(dur, 3), ok, rows, _iso(epoch), err, tool).as_dict()
-            for epoch, conn, text, qtype, dur, ok, rows, err, tool in picked
+            for epoch, conn, text, qtype, dur, ok, rows, err, tool, _, _ in picked
+        ]
+
+    def recent_queries(self) -> list[dict[str, Any]]:
+        """The whole query history, newest first, with each entry's ``id`` and ``principal``
+        (the console filters it); the fields of :meth:`history` plus those two."""
+        with self._lock:
+            entries = list(self._history)
+        entries.reverse()
+        return [
+            {
+                **QueryRecord(conn, text, qtype, round(dur, 3), ok, rows, _iso(epoch), err, tool).as_dict(),
+                "principal": principal,
+                "id": qid,
+            }
+            for epoch, conn, text, qtype, dur, ok, rows, err, tool, principal, qid in entries
+        ]
+
+    def query_entry(self, query_id: int) -> dict[str, Any] | None:
+        """One history entry by its ``id``, or None once it has left the history."""
+        with self._lock:
+            for entry in reversed(self._history):
+                if entry[10] == query_id:
+                    break
+            else:
+                return None
+        epoch, conn, text, qtype, dur, ok, rows, err, tool, principal, qid = entry
+        record = QueryRecord(conn, text, qtype, round(dur, 3), ok, rows, _iso(epoch), err, tool).as_dict()
+        return {**record, "principal": principal, "id": qid}
+
+    def recent_blocked(self, limit: int = BLOCKED_HISTORY_SIZE) -> list[dict[str, Any]]:
+        """Statements the policy refused, newest first: ``connection_id``, ``reason``, ``message``
+        (what the caller was told), ``query`` (only with ``ENABLE_QUERY_LOGGING``), ``tool``,
+        ``principal``, ``timestamp``."""
+        with self._lock:
+            entries = list(self._blocked_recent)
+        entries.reverse()
+        return [
+            {
+                "connection_id": conn,
+                "reason": reason,
+                "message": message,
+                "query": text,
+                "tool": tool,
+                "principal": principal,
+                "timestamp": _iso(epoch),
+            }
+            for epoch, conn, reason, message, text, tool, principal in entries[:limit]
         ]
 
     def pools(self) -> dict[str, dict[str, int]]:

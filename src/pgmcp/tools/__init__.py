@@ -11,29 +11,22 @@ from pydantic import Field, WithJsonSchema
 # Array elements are any JSON (2-D arrays, NULLs, jsonb arrays of objects): convert_params checks
 # them against the type PostgreSQL infers for the parameter. The schema still names the JSON
 # types, so strict clients (MCP Inspector --strict) see a declared contract, not a bare `{}`.
-JsonArray = Annotated[
-    list[Any],
+# One anyOf of single JSON types (a "type" list is shorter but less portable); integers are numbers.
+ParamValue = Annotated[
+    Any,
     WithJsonSchema(
-        {
-            "type": "array",
-            "items": {
-                "anyOf": [{"type": t} for t in ("string", "number", "boolean", "null", "array", "object")]
-            },
-        }
+        {"anyOf": [{"type": t} for t in ("string", "number", "boolean", "null", "array", "object")]}
     ),
 ]
-ParamValue = str | int | float | bool | JsonArray | dict[str, Any] | None
 
 ConnectionId = Annotated[
     str,
-    Field(
-        min_length=1, max_length=128, description="Name of a registered connection (see list_connections)."
-    ),
+    Field(min_length=1, max_length=128, description="A connection from list_connections."),
 ]
 Params = Annotated[
     list[ParamValue],
     Field(
-        description="Values for $1, $2, … as JSON, converted to the types PostgreSQL infers "
-        "(e.g. '2024-01-01' for timestamptz, objects for jsonb).",
+        description="Values for $1, $2 … as JSON, converted to the inferred types "
+        "('2024-01-01' for a date, an object for jsonb).",
     ),
 ]

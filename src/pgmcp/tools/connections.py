@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError
 
 from pgmcp.app import AppContext
-from pgmcp.config import ConnectionSpec
+from pgmcp.config import ConnectionSpec, spec_fields_from_dsn
+from pgmcp.dsn import DsnError
 from pgmcp.errors import InvalidInput, QueryBlocked, register_secret
 from pgmcp.tools import ConnectionId
 
@@ -21,9 +22,13 @@ class ConnectionTools:
         connection_id: Annotated[
             str, Field(min_length=1, max_length=128, description="Name for the new connection.")
         ],
-        host: Annotated[str, Field(min_length=1, description="Database host name or address.")],
-        database: Annotated[str, Field(min_length=1, description="Database name.")],
-        user: Annotated[str, Field(min_length=1, description="Database user.")],
+        host: Annotated[
+            str | None, Field(min_length=1, description="Database host name or address (or give dsn).")
+        ] = None,
+        database: Annotated[
+            str | None, Field(min_length=1, description="Database name (or give dsn).")
+        ] = None,
+        user: Annotated[str | None, Field(min_length=1, description="Database user (or give dsn).")] = None,
         port: Annotated[int, Field(ge=1, le=65535, description="Port.")] = 5432,
         password: Annotated[
             str | None, Field(description="Password (prefer password_env: the model never sees it).")
@@ -74,9 +79,35 @@ class ConnectionTools:
                 "(default ~/.ssh/known_hosts); an unknown or changed key is refused."
             ),
         ] = None,
+        dsn: Annotated[
+            str | None,
+            Field(
+                description="A postgresql://user@host:port/database?sslmode=... URI instead of host, port, "
+                "database and user (a password inside it counts as an inline password)."
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """Open a named connection pool to a PostgreSQL database and test it."""
         settings = self.app.settings
+        fields: dict[str, Any] = {"host": host, "port": port, "database": database, "user": user}
+        if dsn is not None:
+            try:
+                from_dsn = spec_fields_from_dsn(dsn)
+            except DsnError as exc:
+                raise InvalidInput(f"Invalid dsn: {exc}") from None
+            if host is not None or database is not None or user is not None or port != 5432:
+                raise InvalidInput("Give either dsn or host, port, database and user, not both")
+            dsn_password = from_dsn.pop("password", None)
+            if dsn_password is not None:
+                if password is not None:
+                    raise InvalidInput("Give the password either inside dsn or as password, not both")
+                password = dsn_password.get_secret_value()
+            fields = from_dsn
+        elif host is None or database is None or user is None:
+            missing = [name for name in ("host", "database", "user") if fields[name] is None]
+            raise InvalidInput(
+                f"Invalid arguments for add_connection: missing {', '.join(missing)} (or give dsn)"
+            )
         if password is not None:
             register_secret(password)
             if not settings.allow_inline_passwords:
@@ -89,25 +120,24 @@ class ConnectionTools:
                 raise InvalidInput("Give either password or password_env, not both")
         try:
             spec = ConnectionSpec(
-                connection_id=connection_id,
-                host=host,
-                port=port,
-                database=database,
-                user=user,
-                password=SecretStr(password) if password is not None else None,
-                password_env=password_env,
-                pool_size=pool_size,
-                ssl_mode=ssl_mode or settings.db_ssl_mode,
-                ssl_root_cert=ssl_root_cert,
-                ssl_cert=ssl_cert,
-                ssl_key=ssl_key,
-                readonly=readonly,
-                ssh_host=ssh_host,
-                ssh_port=ssh_port,
-                ssh_user=ssh_user,
-                ssh_key_env=ssh_key_env,
-                ssh_password_env=ssh_password_env,
-                ssh_known_hosts=ssh_known_hosts,
+                **{
+                    **fields,
+                    "connection_id": connection_id,
+                    "password": SecretStr(password) if password is not None else None,
+                    "password_env": password_env,
+                    "pool_size": pool_size,
+                    "ssl_mode": ssl_mode or fields.get("ssl_mode") or settings.db_ssl_mode,
+                    "ssl_root_cert": ssl_root_cert or fields.get("ssl_root_cert"),
+                    "ssl_cert": ssl_cert or fields.get("ssl_cert"),
+                    "ssl_key": ssl_key or fields.get("ssl_key"),
+                    "readonly": readonly,
+                    "ssh_host": ssh_host,
+                    "ssh_port": ssh_port,
+                    "ssh_user": ssh_user,
+                    "ssh_key_env": ssh_key_env,
+                    "ssh_password_env": ssh_password_env,
+                    "ssh_known_hosts": ssh_known_hosts,
+                }
             )
         except ValidationError as exc:
             err = exc.errors()[0]
@@ -153,6 +183,10 @@ class ConnectionTools:
             "server_version": health.server_version,
             "pool_stats": conn.pool_stats(),
         }
+        if conn.privileges is None and health.is_healthy:  # the database was down when the pool opened
+            conn.privileges = await self.app.registry.inspect_privileges(conn)
+        if conn.privileges is not None:
+            result.update(conn.privileges.report())
         if health.error:
             result["message"] = f"Connection is unhealthy: {health.error}"
         return result

@@ -23,10 +23,16 @@ class ObservabilityTools:
         """Server health: status, connections, memory/CPU/disk, uptime and warnings."""
         # On demand: probe now (short timeout), then report.
         await self.app.registry.probe_all(timeout=min(2.0, self.app.settings.connection_timeout))
-        return {"success": True, **self.health()}
+        report = self.health()
+        # The role's powers go to the tool only, not to the unauthenticated /health.
+        for conn in self.app.registry.all():
+            entry = report["connections"].get(conn.connection_id)
+            if entry is not None and conn.privileges is not None:
+                entry.update(conn.privileges.report())
+        return {"success": True, **report}
 
     async def get_metrics(self) -> dict[str, Any]:
-        """Query counts (total, failed, blocked), average and p95 time, per-type counts, pools, system."""
+        """Query counts, average and p95 time, counts per type, pools, system."""
         return {"success": True, **self.app.monitor.snapshot()}
 
     async def get_query_history(
@@ -52,8 +58,7 @@ class ObservabilityTools:
             Field(ge=1, le=BUSINESS_RETENTION_SECONDS, description="How far back to look (max one hour)."),
         ] = BUSINESS_RETENTION_SECONDS,
     ) -> dict[str, Any]:
-        """Business events that plugins recorded (record_business_event) over the last hour:
-        count, sum and average per event type."""
+        """Business events plugins recorded in the last hour: count, sum, average per type."""
         window = self.app.monitor.business_metrics(window_seconds)
         metrics = {
             event: {"count": int(v["count"]), "sum": v["sum"], "avg": v["avg"]} for event, v in window.items()

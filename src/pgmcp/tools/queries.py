@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Coroutine, Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
 from pgmcp.app import AppContext
+from pgmcp.confirm import confirm_batch, confirm_transaction
 from pgmcp.errors import InvalidInput
+from pgmcp.progress import Progress, current_progress
 from pgmcp.tools import ConnectionId, Params, ParamValue
 
 Sql = Annotated[str, Field(min_length=1, description="One SQL statement; use $1, $2 … for values.")]
@@ -34,11 +38,11 @@ class QueryTools:
             int | None, Field(ge=1, description="Most rows to return (default DEFAULT_FETCH_SIZE).")
         ] = None,
     ) -> dict[str, Any]:
-        """Run one read-only statement in a READ ONLY transaction and return its rows.
-
-        At most fetch_size rows come back; truncated=true says more exist (page with
-        WHERE key > last_key ORDER BY key LIMIT n)."""
-        result = await self.app.executor.query(connection_id, query, params or (), fetch_size=fetch_size)
+        """Run one read-only statement and return its rows: at most fetch_size; truncated=true
+        says more exist (page with WHERE key > last_key ORDER BY key LIMIT n)."""
+        running = self.app.executor.query(connection_id, query, params or (), fetch_size=fetch_size)
+        progress = current_progress.get()
+        result = await (running if progress is None else _reporting_elapsed(running, progress, self.app))
         payload: dict[str, Any] = {
             "success": True,
             "columns": result.columns,
@@ -61,8 +65,7 @@ class QueryTools:
             Field(min_length=1, description="Statements to run in order: {query, params}."),
         ],
     ) -> dict[str, Any]:
-        """Run several statements in one transaction: all commit or, on any failure, none
-        (failed_index names the failing one)."""
+        """Run statements in one transaction: all commit or none (failed_index names the failing one)."""
         items: list[tuple[str, Sequence[Any]]] = []
         for i, item in enumerate(queries):
             query = getattr(item, "query", None)
@@ -72,6 +75,7 @@ class QueryTools:
             if not isinstance(query, str) or not query.strip():
                 raise InvalidInput(f"queries[{i}].query must be a non-empty SQL string")
             items.append((query, params or ()))
+        await confirm_transaction(self.app.executor, connection_id, items)
         result = await self.app.executor.transaction(connection_id, items)
         payload: dict[str, Any] = {
             "success": True,
@@ -91,8 +95,11 @@ class QueryTools:
             list[list[ParamValue]], Field(min_length=1, description="One parameter list per execution.")
         ],
     ) -> dict[str, Any]:
-        """Run one statement once per parameter list, pipelined in one transaction (all or nothing)."""
-        result = await self.app.executor.batch(connection_id, query, params_list)
+        """Run one statement per parameter list, pipelined in one transaction (all or nothing)."""
+        await confirm_batch(self.app.executor, connection_id, query, params_list)
+        progress = current_progress.get()
+        chunks = None if progress is None else (lambda done, total: progress(done, total, None))
+        result = await self.app.executor.batch(connection_id, query, params_list, progress=chunks)
         payload: dict[str, Any] = {
             "success": True,
             "rows_affected": result.rows_affected,
@@ -103,3 +110,20 @@ class QueryTools:
         if result.warnings:
             payload["warnings"] = result.warnings
         return payload
+
+
+async def _reporting_elapsed(running: Coroutine[Any, Any, Any], progress: Progress, app: AppContext) -> Any:
+    """Await ``running``, reporting the seconds elapsed every PROGRESS_INTERVAL (no total: it is unknown)."""
+    interval = app.settings.progress_interval
+    started = time.monotonic()
+    task = asyncio.ensure_future(running)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=interval)
+            if done:
+                return task.result()
+            elapsed = round(time.monotonic() - started, 1)
+            await progress(elapsed, None, f"running for {elapsed:g} s")
+    finally:
+        if not task.done():
+            task.cancel()

@@ -37,6 +37,7 @@ SELECT c.relname AS table_name,
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
  ORDER BY c.relname
+ LIMIT $2
 """
 
 _TABLE_OID = """
@@ -115,12 +116,27 @@ class SchemaTools:
         (rows,) = await self.app.executor.catalog(connection_id, [(_LIST_SCHEMAS, ())], tool="list_schemas")
         return {"success": True, "schemas": [dict(r) for r in rows]}
 
-    async def list_tables(self, connection_id: ConnectionId, schema: SchemaName = "public") -> dict[str, Any]:
+    async def list_tables(
+        self,
+        connection_id: ConnectionId,
+        schema: SchemaName = "public",
+        limit: Annotated[int, Field(ge=1, le=10000, description="Most tables, by name.")] = 500,
+    ) -> dict[str, Any]:
         """List tables and views of a schema with type, row estimate, size and comment."""
         (rows,) = await self.app.executor.catalog(
-            connection_id, [(_LIST_TABLES, (schema,))], tool="list_tables"
+            connection_id, [(_LIST_TABLES, (schema, limit + 1))], tool="list_tables"
         )
-        return {"success": True, "schema": schema, "tables": [dict(r) for r in rows]}
+        payload: dict[str, Any] = {
+            "success": True,
+            "schema": schema,
+            "tables": [dict(r) for r in rows[:limit]],
+        }
+        if len(rows) > limit:
+            payload["truncated"] = True
+            payload["hint"] = (
+                f"More than {limit} tables in {schema}: use search_objects(pattern=...) to find the ones you need."
+            )
+        return payload
 
     async def get_table_schema(
         self,
@@ -128,7 +144,7 @@ class SchemaTools:
         table_name: Annotated[str, Field(min_length=1, description="Table or view name.")],
         schema: SchemaName = "public",
     ) -> dict[str, Any]:
-        """Describe a table: columns (type, nullable, default, comment), primary key, indexes, foreign keys."""
+        """A table's columns (type, nullable, default, comment), primary key, indexes, foreign keys."""
         found, columns, primary_key, indexes, foreign_keys = await self.app.executor.catalog(
             connection_id,
             [

@@ -119,6 +119,18 @@ def _date_encode(value: Any) -> tuple[int]:
     raise TypeError(f"expected a datetime.date or 'YYYY-MM-DD[ BC]', got {value!r}")
 
 
+# The pseudo-types of pg_type (fixed OIDs) that asyncpg treats as arrays or ranges without
+# knowing an element type: read as text. (anyelement, record, void … it decodes already.)
+_PSEUDO_AS_TEXT = (
+    (2277, "anyarray"),
+    (3831, "anyrange"),
+    (4537, "anymultirange"),
+    (4538, "anycompatiblemultirange"),
+    (5078, "anycompatiblearray"),
+    (5080, "anycompatiblerange"),
+)
+
+
 async def setup_connection_codecs(conn: asyncpg.Connection) -> None:
     """Install the codecs this package relies on; call it from the pool's ``init=``.
 
@@ -129,7 +141,14 @@ async def setup_connection_codecs(conn: asyncpg.Connection) -> None:
       stored as that date, not as ``infinity``, and a date outside years
       1..9999 (``'0044-03-15 BC'``, ``'10000-01-01'``) is read as PostgreSQL's
       text instead of failing the whole fetch.
+    * the polymorphic pseudo-types a column can have (``anyarray`` in ``pg_stats``,
+      ``pg_stats_ext``; ``anyrange`` …) come back as PostgreSQL's text: asyncpg has no
+      codec for them and would fail the whole statement (``could not resolve query result
+      types``). Their OIDs are fixed in every PostgreSQL, so no catalog round trip is needed.
     """
+    settings = conn._protocol.get_settings()
+    for oid, name in _PSEUDO_AS_TEXT:
+        settings.add_python_codec(oid, name, "pg_catalog", [], "scalar", str, _text_identity, "text")
     await conn.set_type_codec(
         "interval",
         schema="pg_catalog",
