@@ -40,8 +40,8 @@ LAYERS: list[list[str]] = [
     ["pgmcp.stdio"],
     # The tool families, the prompts, and the fast paths (tools/call without the SDK's dispatcher).
     ["pgmcp.tools", "pgmcp.prompts", "pgmcp.fastpath"],
-    # What the tools and the MCP edge share: elicitation, completions, progress, confirmations.
-    ["pgmcp.elicit", "pgmcp.completions", "pgmcp.progress"],
+    # What the MCP edge and the tools share: asking the person, completions; CONFIRM_WRITES.
+    ["pgmcp.elicit", "pgmcp.completions"],
     ["pgmcp.confirm"],
     # The application context: settings, registry, executor, policy, monitor, audit of one process.
     ["pgmcp.app"],
@@ -63,7 +63,7 @@ LAYERS: list[list[str]] = [
     ],
     # Leaves anyone may import.
     ["pgmcp.config", "pgmcp.logs", "pgmcp.models"],
-    ["pgmcp.errors", "pgmcp.dsn", "pgmcp.hosts", "pgmcp._version"],
+    ["pgmcp.errors", "pgmcp.dsn", "pgmcp.hosts", "pgmcp.progress", "pgmcp._version"],
 ]
 
 # Package ``__init__`` modules that import nothing of the package and hold no code to place.
