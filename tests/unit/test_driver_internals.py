@@ -1,4 +1,4 @@
-"""The private asyncpg API pgmcp uses for speed is still there, shaped as pgmcp calls it.
+"""The private asyncpg API pgmcp uses (for speed, or where no public one exists) is still there, shaped as pgmcp calls it.
 
 pyproject.toml bounds asyncpg to the releases these were checked on; when a new
 release moves one of them, the failing test names the attribute and the place in
@@ -19,6 +19,7 @@ import asyncpg
 import asyncpg.pool
 import asyncpg.prepared_stmt
 import asyncpg.protocol
+import asyncpg.protocol.protocol
 import pytest
 from packaging.requirements import Requirement
 
@@ -64,6 +65,27 @@ INTERNALS: list[tuple[str, str, Callable[[], str | None]]] = [
             if _params(asyncpg.protocol.Protocol.bind_execute)
             == ["self", "state", "args", "portal_name", "limit", "return_extra", "timeout"]
             else f"signature is {inspect.signature(asyncpg.protocol.Protocol.bind_execute)}"
+        ),
+    ),
+    (
+        "Protocol.get_settings().add_python_codec(oid, name, schema, infos, kind, encoder, decoder, format)",
+        "db/convert/codecs.py setup_connection_codecs: pseudo-types (anyarray ...) read as text, no catalog trip",
+        lambda: (
+            None
+            if hasattr(asyncpg.protocol.Protocol, "get_settings")
+            and _params(asyncpg.protocol.protocol.ConnectionSettings.add_python_codec)
+            == [
+                "self",
+                "typeoid",
+                "typename",
+                "typeschema",
+                "typeinfos",
+                "typekind",
+                "encoder",
+                "decoder",
+                "format",
+            ]
+            else "get_settings or ConnectionSettings.add_python_codec reshaped"
         ),
     ),
     (
@@ -147,6 +169,22 @@ async def test_bind_execute_reads_at_most_the_limit_in_one_round_trip(pgmcp_conn
         assert await pgmcp_conn.fetchval("SELECT 42") == 42
     rows = await _fetch_at_most(pgmcp_conn, stmt, [2], 5)
     assert [r["n"] for r in rows] == [1, 2]
+
+
+async def test_pseudo_type_columns_come_back_as_text(module_db: PgServer) -> None:
+    """setup_connection_codecs' private codec: an anyarray column (pg_stats) is read, as text."""
+    from pgmcp.db.convert import setup_connection_codecs
+
+    conn = await asyncpg.connect(module_db.dsn())
+    try:
+        await setup_connection_codecs(conn)
+        await conn.execute("ANALYZE pg_catalog.pg_class")  # this test database's own statistics
+        value = await conn.fetchval(
+            "SELECT histogram_bounds FROM pg_stats WHERE tablename = 'pg_class' AND attname = 'relname'"
+        )
+        assert isinstance(value, str) and value.startswith("{"), value
+    finally:
+        await conn.close()
 
 
 async def test_the_pool_proxy_detaches_on_release_and_resets_only_when_dirty(module_db: PgServer) -> None:
