@@ -77,6 +77,8 @@ NAMES: list[tuple[str, str]] = [
     ("mcp.shared.message:SessionMessage", "stdio.py AnswerBadLines"),
     ("mcp.server.stdio:stdio_server", "server.py PgMcpServer.run_stdio_async"),
     ("mcp.server.mcpserver.exceptions:ToolError", "server.py PgMcpServer.call_tool"),
+    ("mcp_types.version:is_version_at_least", "elicit.py"),
+    ("mcp_types:InputRequiredResult", "elicit.py"),
 ]
 
 
@@ -102,7 +104,7 @@ SHAPES: list[tuple[str, str, Callable[[], str | None]]] = [
     ),
     (
         "Context._request_context",
-        "server.py _principal (the HTTP request of a call)",
+        "server.py _principal (the HTTP request of a call), elicit.py (the session to ask)",
         lambda: (
             None
             if hasattr(_import("mcp.server.mcpserver:Context")(), "_request_context")
