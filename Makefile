@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install image run run-stdio test test-unit test-integration test-embedded check check-deployment lint typecheck bench bench-peers console-assets check-console-assets clean
+.PHONY: install image run run-stdio test test-unit test-integration test-embedded check check-deployment lint typecheck imports bench bench-peers console-assets check-console-assets clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -40,18 +40,22 @@ test-integration: install
 test-embedded: install
 	PGMCP_TEST_EMBEDDED=1 $(PYTEST) -q tests/integration
 
-check: lint typecheck
+check: lint typecheck imports
 
 ## Dockerfile, Compose, Kubernetes, scripts and SQL, validated without a Docker engine.
 check-deployment: install
 	bash scripts/check-deployment.sh
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 typecheck: install
 	$(VENV)/bin/mypy
+
+## No import circle in src/pgmcp and no upward import: the layers drawn in scripts/check_imports.py.
+imports: install
+	$(PY) scripts/check_imports.py
 
 bench: install
 	$(PY) benchmarks/run.py

@@ -21,7 +21,8 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, cast
 
-from pgmcp import __version__, setup_role
+from pgmcp import setup_role
+from pgmcp._version import __version__
 from pgmcp.config import Settings, SettingsError, load_settings
 from pgmcp.errors import PgMcpError
 

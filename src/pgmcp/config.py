@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     mcp_max_request_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Largest accepted HTTP request body."
     )
+    mcp_fast_path: bool = Field(
+        True,
+        description="Answer tools/call without the MCP SDK's dispatcher where the answer is the SDK's "
+        "byte for byte (stdio, 2026-07-28 HTTP); false sends every message through the SDK.",
+    )
     mcp_stdio_fast_path: bool = Field(
         True,
         description="Answer tools/call over stdio without the MCP SDK's dispatcher (same answers, less CPU).",

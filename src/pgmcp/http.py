@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pgmcp.app import AppContext
 from pgmcp.auth import ANONYMOUS, Authenticator, AuthError, Principal
 from pgmcp.fastpath import HttpFastPath
+from pgmcp.hosts import is_loopback
 from pgmcp.logs import get_logger
 from pgmcp.server import PgMcpServer
 from pgmcp.tools.observability import ObservabilityTools
@@ -44,10 +45,6 @@ _log = get_logger("pgmcp.http")
 OPEN_PATHS = frozenset({"/health", "/healthz", "/ready", "/livez", "/readyz"})
 # A readiness probe must answer within Kubernetes' timeoutSeconds (3 s in deployment/k8s).
 READY_PROBE_SECONDS = 2.0
-
-
-def is_loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -211,7 +208,7 @@ def build_http_app(app: AppContext, server: PgMcpServer) -> ASGIApp:
         host=settings.mcp_server_host,
     )
     asgi: ASGIApp = _CancelOnDisconnect(starlette) if settings.mcp_stateless else starlette
-    if settings.mcp_http_fast_path:
+    if settings.mcp_fast_path and settings.mcp_http_fast_path:
         asgi = HttpFastPath(asgi, server)
     authenticator = Authenticator(settings)
     guarded: ASGIApp = (

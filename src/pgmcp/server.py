@@ -276,7 +276,7 @@ class PgMcpServer(MCPServer[Any]):
 
         lines, out, restore = pipes
         settings = self.app_context.settings if self.app_context is not None else None
-        if settings is None or settings.mcp_stdio_fast_path:
+        if settings is None or (settings.mcp_fast_path and settings.mcp_stdio_fast_path):
             lines.fast = ToolCallFastPath(self, out.write_bytes, out.flush)
         try:
             async with stdio_server(stdin=cast(Any, lines), stdout=cast(Any, out)) as (read, write):
@@ -519,7 +519,7 @@ def enabled_tool_names(app: AppContext) -> set[str] | None:
 
 def build_server(app: AppContext) -> PgMcpServer:
     """The MCP server of one application context, with every enabled tool, resource and prompt."""
-    from pgmcp import __version__
+    from pgmcp._version import __version__
 
     server = PgMcpServer(name="postgresql-mcp-server", version=__version__, instructions=INSTRUCTIONS)
     server.app_context = app

@@ -27,6 +27,7 @@ from pgmcp.auth import Authenticator, AuthError
 from pgmcp.console.api import ConsoleApi
 from pgmcp.console.session import COOKIE_NAME, Sessions
 from pgmcp.errors import PgMcpError, error_payload
+from pgmcp.hosts import is_loopback
 from pgmcp.logs import get_logger
 
 __all__ = ["PREFIX", "Console"]
@@ -69,8 +70,6 @@ def _load_static() -> dict[str, tuple[bytes, str]]:
 
 def _host_names(settings: Any) -> frozenset[str] | None:
     """Host names the console answers to, or None (any) when bound to a routable address without a list."""
-    from pgmcp.http import is_loopback
-
     names = {_hostname(h) for h in settings.mcp_allowed_hosts}
     if not is_loopback(settings.mcp_server_host) and not names:
         return None

@@ -188,10 +188,13 @@ def _dump(result: Any, version: str) -> dict[str, Any]:
 
     texts = [c for c in result.content if type(c) is TextContent and c.annotations is None and c.meta is None]
     if type(result) is CallToolResult and result.meta is None and len(texts) == len(result.content):
-        out: dict[str, Any] = {"content": [{"type": "text", "text": c.text} for c in texts]}
+        # Keys in the order of the SDK's surface models, so the bytes on the wire are the SDK's too.
+        out: dict[str, Any] = {"content": [{"text": c.text, "type": "text"} for c in texts]}
+        out["isError"] = result.is_error
+        if version in MODERN_PROTOCOL_VERSIONS:
+            out["resultType"] = "complete"
         if result.structured_content is not None:
             out["structuredContent"] = result.structured_content
-        out["isError"] = result.is_error
         return out
 
     dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -215,21 +218,24 @@ _PLAIN: dict[str, bool] = {}
 
 
 def plain(version: str) -> bool:
-    """True when the SDK's result sieve for ``version`` leaves our tool results as they are."""
+    """True when the SDK's result sieve for ``version`` leaves our tool results as they are, key order included."""
     known = _PLAIN.get(version)
     if known is None:
+        modern = version in MODERN_PROTOCOL_VERSIONS
         samples: list[dict[str, Any]] = [
             {
-                "content": [{"type": "text", "text": "x"}],
-                "structuredContent": {"a": [1, None]},
-                "isError": False,
-            },
-            {"content": [{"type": "text", "text": "x"}], "isError": True},
+                "content": [{"text": "x", "type": "text"}],
+                "isError": error,
+                **({"resultType": "complete"} if modern else {}),
+                **({} if error else {"structuredContent": {"a": [1, None]}}),
+            }
+            for error in (False, True)
         ]
-        if version in MODERN_PROTOCOL_VERSIONS:
-            samples = [{**sample, "resultType": "complete"} for sample in samples]
         try:
-            known = all(methods.serialize_server_result("tools/call", version, dict(s)) == s for s in samples)
+            known = all(
+                encode(methods.serialize_server_result("tools/call", version, dict(s))) == encode(s)
+                for s in samples
+            )
         except Exception:
             known = False
         _PLAIN[version] = known

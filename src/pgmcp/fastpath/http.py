@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 from typing import Any, cast
 
 # The SDK's modern entry's own deferral window and event-stream headers, so ours match.
@@ -130,7 +132,7 @@ class HttpFastPath:
                     streaming = True
                 await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
             message = running.result()
-            body = encode(message)
+            body = sdk_json(message)
             if streaming:
                 event = b"event: message\r\ndata: " + body + b"\r\n\r\n"
                 await send({"type": "http.response.body", "body": event, "more_body": False})
@@ -138,7 +140,8 @@ class HttpFastPath:
             status = 200
             if "error" in message:
                 status = ERROR_CODE_HTTP_STATUS.get(message["error"].get("code"), 200)
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            # In the order the SDK's JSONResponse sends them.
+            headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
         finally:
@@ -147,6 +150,24 @@ class HttpFastPath:
                 running.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
+
+
+# Where orjson and the SDK's ``json.dumps`` may write the same value differently: a float below
+# 1e-4 (``0.00001`` / ``1e-05``, ``1e-7`` / ``1e-07``). Also matches some strings: those take json.dumps.
+_FLOAT_FORMS = re.compile(rb"[0-9]e-|0\.0000")
+
+
+def sdk_json(message: dict[str, Any]) -> bytes:
+    """``message`` as the bytes the SDK's modern HTTP entry sends (``json.dumps``, ASCII only).
+
+    orjson writes the same bytes, four to seven times faster, unless the message holds
+    a character outside printable ASCII (json.dumps escapes it) or a small float; then
+    json.dumps itself. tests/integration/test_fast_path_differential.py compares the two.
+    """
+    body = encode(message)
+    if body.isascii() and b"\x7f" not in body and _FLOAT_FORMS.search(body) is None:
+        return body
+    return json.dumps(message, separators=(",", ":"), default=str).encode()
 
 
 class _Headers:

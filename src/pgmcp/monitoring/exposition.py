@@ -13,7 +13,7 @@ from prometheus_client.core import (
     SummaryMetricFamily,
 )
 
-from pgmcp import __version__
+from pgmcp._version import __version__
 
 __all__ = ["BOUNDS_MS", "DURATION_BUCKETS_SECONDS", "Counts", "families"]
 

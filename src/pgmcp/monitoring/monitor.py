@@ -23,7 +23,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import Metric
 
-from pgmcp import __version__
+from pgmcp._version import __version__
 from pgmcp.auth import current_call, current_principal
 from pgmcp.config import Settings
 from pgmcp.errors import mask_secrets
