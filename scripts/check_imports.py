@@ -45,6 +45,8 @@ LAYERS: list[list[str]] = [
     ["pgmcp.confirm"],
     # The application context: settings, registry, executor, policy, monitor, audit of one process.
     ["pgmcp.app"],
+    # Data moved between two connections through the execute path (copy_data).
+    ["pgmcp.db.copy"],
     # The one execute path, the audit log, the embedded PostgreSQL.
     ["pgmcp.db.execute", "pgmcp.audit", "pgmcp.db.embedded"],
     # Catalog reads the execute path and the tools share.
