@@ -51,9 +51,9 @@ async def prepare_cached(conn: asyncpg.Connection, query: str) -> asyncpg.prepar
 
     Private: ``Connection._prepare(query, use_cache=True)``. The public ``prepare()``
     always parses anew, so every tool call would pay a Parse/Describe round trip before
-    its Bind; from the cache a repeated query pays none (one round trip saved per call,
-    ~0.1 ms at idle: the round-trip figure of the ``fetch_at_most`` row in
-    benchmarks/README.md, "What changed").
+    its Bind; from the cache a repeated query pays none. Not measured on its own: it saves
+    one round trip per repeated call, and one round trip is ~0.1 ms at idle (the
+    ``fetch_at_most`` row of benchmarks/README.md, "What changed").
     """
     stmt: asyncpg.prepared_stmt.PreparedStatement = await conn._prepare(query, use_cache=True)
     return stmt
@@ -72,7 +72,7 @@ async def fetch_at_most(
     trip to close; the unnamed one needs none (COMMIT or the next statement drops it).
     Never more than ``limit`` rows are read, whatever the result's size. Measured:
     3 round trips per query instead of 4, −1 round trip (~0.1 ms at idle) per query
-    (benchmarks/README.md, "What changed", ``_fetch_at_most``).
+    (benchmarks/README.md, "What changed", the ``db/_driver.py`` ``fetch_at_most`` row).
     """
     rows: list[asyncpg.Record]
     rows, _status, _completed = await conn._protocol.bind_execute(stmt._state, args, "", limit, True, None)
@@ -132,8 +132,9 @@ class ResetWhenDirty(asyncpg.Connection):  # type: ignore[misc]
     Relies on asyncpg's internals: ``Connection.reset()`` (what the pool runs on
     release) sends ``get_reset_query()``'s text and skips the round trip when it is
     empty. Every pgmcp call already ends its transaction with the session reset in the
-    same round trip (db/session.py), so asyncpg's own reset (one more round trip per
-    call, ~0.1 ms at idle) would only repeat it. A subclass says what the full reset is
+    same round trip (db/session.py), so asyncpg's own reset would only repeat it, one more
+    round trip per call (~0.1 ms at idle, as in benchmarks/README.md's ``fetch_at_most``
+    row; the reset's own cost is its "session reset" table). A subclass says what the full reset is
     (:meth:`dirty_reset_query`); ``__slots__`` keeps asyncpg's slotted layout.
     """
 

@@ -45,6 +45,8 @@ class Lender:
         self.limiter = ConnectionLimiter(settings.max_connections, self.make_room)
 
     def limit_exceeded(self, connection_id: str, timeout: float) -> LimitExceeded:
+        """The ``limit_exceeded`` of a call that waited ``timeout`` for a slot under MAX_CONNECTIONS,
+        naming the pools that hold the connections."""
         held = []
         for cid, n in self.limiter.holders().items():
             other = self._connections.get(cid)
