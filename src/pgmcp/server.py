@@ -226,6 +226,30 @@ def optional_not_null(schema: dict[str, Any]) -> dict[str, Any]:
 _OBJECT: dict[str, Any] = {"type": "object"}
 
 
+def outline_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A plugin tool's output schema as its top-level fields, their JSON types, and which are
+    required (nested objects and lists as ``object`` / ``array``): a result that matches the
+    full model matches its outline."""
+    fields = compact_schema(schema).get("properties") or {}
+    outline: dict[str, Any] = {
+        "type": "object",
+        "properties": {name: {"type": _json_type(f)} for name, f in fields.items() if _json_type(f)},
+    }
+    if schema.get("required"):
+        outline["required"] = schema["required"]
+    return outline
+
+
+def _json_type(field: Any) -> str | None:
+    """The one JSON type ``field`` allows, or None where it allows several or says none."""
+    if not isinstance(field, dict):
+        return None
+    if "$ref" in field or "properties" in field:
+        return "object"
+    kind = field.get("type")
+    return kind if isinstance(kind, str) else None
+
+
 class PgMcpServer(MCPServer[Any]):
     """MCPServer whose argument errors come back in pgmcp's response shape (``invalid_input``)."""
 
@@ -236,6 +260,8 @@ class PgMcpServer(MCPServer[Any]):
         super().__init__(*args, **kwargs)
         # Tools registered through register_tool: their results are ours to put on the wire (fastpath.py).
         self.fast_tools: set[str] = set()
+        # The tools of build_server's own list (SPEC §3), told apart from plugins' in tools/list.
+        self.builtin_tools: set[str] = set()
         # CONFIRM_WRITES: the state handed to 2026-07-28 clients between rounds (confirm.py).
         self.sealer = Sealer()
 
@@ -296,11 +322,16 @@ class PgMcpServer(MCPServer[Any]):
                 t.model_copy(
                     update={
                         "input_schema": optional_not_null(inline_defs(compact_schema(t.input_schema))),
-                        # An object, no more: with every tool enabled tools/list must stay under
-                        # 16 KB of the model's context (issue 17). Each result's fields are in
-                        # SPEC §3 and pgmcp.models, which the results are built from;
-                        # test_output_schemas checks real results against the models' schemas.
-                        "output_schema": _OBJECT if t.output_schema else None,
+                        # A built-in tool's: an object, no more. With every built-in tool
+                        # enabled tools/list must stay under 16 KB of the model's context
+                        # (issue 17); each result's fields are in SPEC §3 and pgmcp.models,
+                        # which the results are built from, and test_output_schemas checks
+                        # real results against the models' schemas. A plugin's: its fields.
+                        "output_schema": (
+                            _OBJECT if t.name in self.builtin_tools else outline_schema(t.output_schema)
+                        )
+                        if t.output_schema
+                        else None,
                     }
                 )
                 for t in tools
@@ -567,6 +598,7 @@ def build_server(app: AppContext) -> PgMcpServer:
     for fn, tool_annotations, output, untrusted in specs:
         if enabled is not None and fn.__name__ not in enabled:
             continue
+        server.builtin_tools.add(fn.__name__)
         register_tool(
             server,
             app,

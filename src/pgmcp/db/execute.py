@@ -247,14 +247,21 @@ class Executor:
         return decision
 
     async def _catalog(self, conn: Connection, *, verify: bool) -> FunctionCatalog:
-        try:
-            return await (self.catalogs.verify(conn) if verify else self.catalogs.get(conn))
-        except PgMcpError:
-            raise
-        except TimeoutError:
-            raise _no_answer(self._catalog_deadline, False) from None
-        except Exception as exc:
-            raise self._fail(exc) from exc
+        for attempt in (1, 2):
+            try:
+                return await (self.catalogs.verify(conn) if verify else self.catalogs.get(conn))
+            except PgMcpError:
+                raise
+            except TimeoutError:
+                raise _no_answer(self._catalog_deadline, False) from None
+            except Exception as exc:
+                # A pooled connection lost while it sat idle (a restart, a dropped SSH tunnel):
+                # the catalog check only reads, so one retry on a fresh connection is safe, and
+                # its failure (if the database is really gone) says why.
+                if attempt == 1 and _is_stale(exc):
+                    continue
+                raise self._fail(exc) from exc
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     # --- transactions ----------------------------------------------------------
 
