@@ -46,19 +46,7 @@ from pgmcp.tools.schema import SchemaTools
 from pgmcp.tools.search import SearchTools
 from pgmcp.tools.workload import WorkloadTools
 
-__all__ = [
-    "CONNECT",
-    "READ",
-    "REMOVE",
-    "TOOL_GROUPS",
-    "WRITE",
-    "PgMcpServer",
-    "build_server",
-    "enabled_tool_names",
-    "register_resources",
-    "register_tool",
-    "tool_result",
-]
+__all__ = ["TOOL_GROUPS", "PgMcpServer", "build_server", "tool_result"]
 
 INSTRUCTIONS = (
     "PostgreSQL access through named connections (list_connections; 'default' is configured by the operator). "

@@ -39,7 +39,8 @@ builder (:func:`pgmcp.server.build_server`) calls :func:`load_plugins`.
 from pgmcp.extension.api import PostgreSQLMCPServer
 from pgmcp.extension.binding import PluginResult
 from pgmcp.extension.guarded import ConnectionManager, GuardedConnection, GuardedPool
-from pgmcp.extension.plugins import ENTRY_POINT_GROUP, PluginError, discover_plugins, load_plugins
+from pgmcp.extension.plugins import ENTRY_POINT_GROUP, PluginError, load_plugins
+from pgmcp.extension.plugins import discover_plugins as discover_plugins  # a name of the module, as before
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -49,6 +50,5 @@ __all__ = [
     "PluginError",
     "PluginResult",
     "PostgreSQLMCPServer",
-    "discover_plugins",
     "load_plugins",
 ]
