@@ -33,11 +33,16 @@ LAYERS: list[list[str]] = [
     # The HTTP edge (/mcp, /health, /metrics, /connections); the role set-up command.
     ["pgmcp.http", "pgmcp.setup_role"],
     ["pgmcp.console"],
-    # The extension API object and the plugin loader, built on the MCP server.
-    ["pgmcp.extension"],
-    # The MCP edge: builds the MCP server, registers the tools, the one response shape.
+    # Builds the MCP server: the built-in tools, resources and prompts, then the plugins.
     ["pgmcp.server"],
-    ["pgmcp.stdio"],
+    # The extension API object and the plugin loader; the MCP resources (table schemas, connections).
+    ["pgmcp.extension", "pgmcp.resources"],
+    # Tool registration: the wrapper every call runs in, annotations, the ENABLED_TOOLS groups.
+    ["pgmcp.registration"],
+    # The MCP server class (argument errors in the one shape, tools/list, stdio on the event loop).
+    ["pgmcp.mcp_server"],
+    # stdio pipes; tools/list schema shaping; the one response shape (tool_result).
+    ["pgmcp.stdio", "pgmcp.tool_schemas", "pgmcp.responses"],
     # The tool families, the prompts, and the fast paths (tools/call without the SDK's dispatcher).
     ["pgmcp.tools", "pgmcp.prompts", "pgmcp.fastpath"],
     # What the MCP edge and the tools share: asking the person, completions; CONFIRM_WRITES.
@@ -85,13 +90,7 @@ LAYERS: list[list[str]] = [
 EMPTY_PACKAGES: frozenset[str] = frozenset({"pgmcp.db"})
 
 # Edges known to break the drawing, each with why and until when. Keep this empty.
-ALLOWED: dict[tuple[str, str], str] = {
-    # TEMPORARY: build_server loads the plugins last (a lazy import of load_plugins), while
-    # extension.py builds on the MCP server (register_tool, TOOL_GROUPS, PgMcpServer): a circle.
-    # It goes when extension.py is split into extension/ (issue 20): the loader is then called
-    # by the layer that builds the server, not by server.py.
-    ("pgmcp.server", "pgmcp.extension"): "plugin loading called from build_server (issue 20)",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,8 @@ host_python() {
 }
 
 version() {
-    "$(host_python)" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])'
+    # The one place the version is written (pyproject.toml reads it from there too).
+    sed -n 's/^__version__ = "\(.*\)"$/\1/p' src/pgmcp/_version.py
 }
 
 pick_engine() {

@@ -5,7 +5,7 @@ two worker-thread hand-offs per call, the largest per-call CPU cost over stdio i
 the profile (benchmarks/README.md). :func:`open_stdio_pipes` serves stdin/stdout
 from asyncio when they are pipes or sockets (with 1 MiB pipe buffers), and
 :class:`AnswerBadLines` answers a line that is not JSON-RPC with a JSON-RPC error
-instead of dropping it. ``pgmcp.server.PgMcpServer.run_stdio_async`` uses both
+instead of dropping it. ``pgmcp.mcp_server.PgMcpServer.run_stdio_async`` uses both
 and falls back to the SDK's transport for anything else.
 """
 

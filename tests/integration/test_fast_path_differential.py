@@ -157,6 +157,46 @@ def calls(db: PgServer) -> list[tuple[str, str, dict[str, Any], str | None]]:
         ("metrics", "get_metrics", {}, None),
         ("history", "get_query_history", {"limit": 5}, None),
         ("business", "get_business_metrics", {}, None),
+        # The tools of issues 16 and 18, by answers that stay the same from one run to the next
+        # (activity, statistics and row counts change between the two processes' runs).
+        ("db_health_missing", "analyze_db_health", {"connection_id": "nowhere"}, "connection_not_found"),
+        ("top_missing", "get_top_queries", {"connection_id": "nowhere"}, "connection_not_found"),
+        (
+            "advise_blocked",
+            "recommend_indexes",
+            {**here, "queries": ["DROP TABLE diff_rows"]},
+            "query_blocked",
+        ),
+        ("activity_missing", "get_activity", {"connection_id": "nowhere"}, "connection_not_found"),
+        (
+            "compare_schemas",
+            "compare_schemas",
+            {"source_connection_id": "default", "target_connection_id": "default"},
+            None,
+        ),
+        (
+            "compare_tables_missing",
+            "compare_tables",
+            {
+                "source_connection_id": "default",
+                "source_table": "diff_rows",
+                "target_connection_id": "nowhere",
+                "target_table": "diff_rows",
+                "key": "n",
+            },
+            "connection_not_found",
+        ),
+        (
+            "copy_blocked",
+            "copy_data",
+            {
+                "source_connection_id": "default",
+                "query": "DROP TABLE diff_rows",
+                "target_connection_id": "default",
+                "target_table": "diff_rows",
+            },
+            "query_blocked",
+        ),
         # Not a pgmcp tool: the SDK's JSON-RPC error, on both sides.
         ("unknown_tool", "drop_everything", {}, "jsonrpc_error"),
     ]

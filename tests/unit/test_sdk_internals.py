@@ -75,8 +75,8 @@ NAMES: list[tuple[str, str]] = [
     ("mcp.types:INVALID_REQUEST", "stdio.py AnswerBadLines"),
     ("mcp.types:PARSE_ERROR", "stdio.py AnswerBadLines"),
     ("mcp.shared.message:SessionMessage", "stdio.py AnswerBadLines"),
-    ("mcp.server.stdio:stdio_server", "server.py PgMcpServer.run_stdio_async"),
-    ("mcp.server.mcpserver.exceptions:ToolError", "server.py PgMcpServer.call_tool"),
+    ("mcp.server.stdio:stdio_server", "mcp_server.py PgMcpServer.run_stdio_async"),
+    ("mcp.server.mcpserver.exceptions:ToolError", "mcp_server.py PgMcpServer.call_tool"),
     ("mcp_types.version:is_version_at_least", "elicit.py"),
     ("mcp_types:InputRequiredResult", "elicit.py"),
 ]
@@ -104,7 +104,7 @@ SHAPES: list[tuple[str, str, Callable[[], str | None]]] = [
     ),
     (
         "Context._request_context",
-        "server.py _principal (the HTTP request of a call), elicit.py (the session to ask)",
+        "registration.py _principal (the HTTP request of a call), elicit.py (the session to ask)",
         lambda: (
             None
             if hasattr(_import("mcp.server.mcpserver:Context")(), "_request_context")
@@ -113,7 +113,7 @@ SHAPES: list[tuple[str, str, Callable[[], str | None]]] = [
     ),
     (
         "MCPServer.call_tool(name, arguments, context)",
-        "server.py PgMcpServer.call_tool, fastpath/calls.py FastCalls.answer",
+        "mcp_server.py PgMcpServer.call_tool, fastpath/calls.py FastCalls.answer",
         lambda: (
             None
             if _params(_import("mcp.server.mcpserver:MCPServer").call_tool)
@@ -123,7 +123,7 @@ SHAPES: list[tuple[str, str, Callable[[], str | None]]] = [
     ),
     (
         "MCPServer._tool_input_schema(name)",
-        "server.py PgMcpServer._tool_input_schema (skips the Mcp-Param header walk)",
+        "mcp_server.py PgMcpServer._tool_input_schema (skips the Mcp-Param header walk)",
         lambda: (
             None
             if _params(_import("mcp.server.mcpserver:MCPServer")._tool_input_schema) == ["self", "name"]
@@ -164,7 +164,7 @@ SHAPES: list[tuple[str, str, Callable[[], str | None]]] = [
     ),
     (
         "stdio_server(stdin=, stdout=)",
-        "server.py PgMcpServer.run_stdio_async",
+        "mcp_server.py PgMcpServer.run_stdio_async",
         lambda: (
             None if _params(_import("mcp.server.stdio:stdio_server")) == ["stdin", "stdout"] else "reshaped"
         ),
@@ -191,7 +191,7 @@ def test_sdk_shapes_are_as_pgmcp_uses_them(what: str, where: str, check: Callabl
 
 def test_server_internals_the_fast_paths_read() -> None:
     server = _server()
-    where = "fastpath/calls.py FastCalls / _intercepted, server.py _advertise_without_validating"
+    where = "fastpath/calls.py FastCalls / _intercepted, registration.py _advertise_without_validating"
     for attr in ("_lowlevel_server", "_tool_manager", "_subscriptions", "_extensions"):
         assert hasattr(server, attr), f"mcp {VERSION}: MCPServer.{attr} is gone; pgmcp reads it in {where}"
     lowlevel = server._lowlevel_server
@@ -201,7 +201,7 @@ def test_server_internals_the_fast_paths_read() -> None:
     assert stamp == {"name": "sdk-internals", "version": "0"}, f"server_info_stamp is now {stamp!r}"
     tool = server._tool_manager.get_tool("add")
     assert tool is not None and hasattr(tool.fn_metadata, "output_model"), (
-        f"mcp {VERSION}: Tool.fn_metadata.output_model is gone (server.py _advertise_without_validating)"
+        f"mcp {VERSION}: Tool.fn_metadata.output_model is gone (registration.py _advertise_without_validating)"
     )
     assert tool.fn_metadata.output_schema is not None
 
@@ -233,7 +233,7 @@ def test_the_http_session_manager_settings_the_fast_path_reads() -> None:
 
 
 async def test_tool_errors_the_mcp_edge_recognises() -> None:
-    """server.py PgMcpServer.call_tool turns these two ToolErrors into invalid_input."""
+    """mcp_server.py PgMcpServer.call_tool turns these two ToolErrors into invalid_input."""
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
 

@@ -47,7 +47,7 @@ from pgmcp.db._driver import fetch_at_most, prepare_cached
 from pgmcp.db.catalog import CatalogCache
 from pgmcp.db.connection import Connection
 from pgmcp.db.convert import column_info, convert_params
-from pgmcp.db.failures import StatementFailed, no_answer, pgmcp_error
+from pgmcp.db.failures import StatementFailed, is_stale, no_answer, pgmcp_error
 from pgmcp.db.plans import PlanSession
 from pgmcp.db.reading import encode_capped, status_count, truncated_reason
 from pgmcp.db.registry import ConnectionRegistry
@@ -147,14 +147,21 @@ class Executor:
         return decision
 
     async def _catalog(self, conn: Connection, *, verify: bool) -> FunctionCatalog:
-        try:
-            return await (self.catalogs.verify(conn) if verify else self.catalogs.get(conn))
-        except PgMcpError:
-            raise
-        except TimeoutError:
-            raise no_answer(self._catalog_deadline, False) from None
-        except Exception as exc:
-            raise self.error_for(exc) from exc
+        for attempt in (1, 2):
+            try:
+                return await (self.catalogs.verify(conn) if verify else self.catalogs.get(conn))
+            except PgMcpError:
+                raise
+            except TimeoutError:
+                raise no_answer(self._catalog_deadline, False) from None
+            except Exception as exc:
+                # A pooled connection lost while it sat idle (a restart, a dropped SSH tunnel):
+                # the catalog check only reads, so one retry on a fresh connection is safe, and
+                # its failure (if the database is really gone) says why.
+                if attempt == 1 and is_stale(exc):
+                    continue
+                raise self.error_for(exc) from exc
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def failed(
         self, conn: Connection, exc: BaseException, *, query: str, query_type: str, started: float, tool: str

@@ -19,7 +19,7 @@ A call takes a fast path only when all of these hold, otherwise the SDK serves i
   params hold only ``name``, ``arguments`` (an object) and a ``_meta`` with at most
   the envelope keys — no ``progressToken``: progress notifications go out through the
   SDK's session;
-* the tool was registered through ``pgmcp.server.register_tool``, and no SDK
+* the tool was registered through ``pgmcp.registration.register_tool``, and no SDK
   extension, cache hint or extra middleware wants to see tool calls; with
   CONFIRM_WRITES on, only read-only tools (a write may have to ask the person
   through the session: elicitation, or the 2026-07-28 ``input_required`` result);

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -15,7 +17,7 @@ from prometheus_client.core import (
 
 from pgmcp._version import __version__
 
-__all__ = ["BOUNDS_MS", "DURATION_BUCKETS_SECONDS", "Counts", "families"]
+__all__ = ["BOUNDS_MS", "DURATION_BUCKETS_SECONDS", "Collector", "Counts", "counted_fields", "families"]
 
 #: Histogram buckets of ``mcp_server_query_duration_seconds``: 0.5 ms … 60 s.
 DURATION_BUCKETS_SECONDS: tuple[float, ...] = (
@@ -142,3 +144,56 @@ def families(
         ),
         info,
     ]
+
+
+def counted_fields(counts: Counts, recent: list[float]) -> dict[str, Any]:
+    """The ``get_metrics`` fields computed from the counters (``recent``: the reservoir of
+    durations, sorted here), from the same integers ``/metrics`` renders; the Monitor adds
+    ``uptime_seconds``, ``pools`` and ``system``."""
+    ok = failed = 0
+    by_type: dict[str, int] = {}
+    by_conn: dict[str, int] = {}
+    for (conn, qtype, status), n in counts.queries.items():
+        if status == "success":
+            ok += n
+        else:
+            failed += n
+        by_type[qtype] = by_type.get(qtype, 0) + n
+        by_conn[conn] = by_conn.get(conn, 0) + n
+    total = ok + failed
+    by_reason: dict[str, int] = {}
+    for (_, reason), n in counts.blocked.items():
+        by_reason[reason] = by_reason.get(reason, 0) + n
+    tool_calls: dict[str, dict[str, int]] = {}
+    for (tool, status), n in counts.tools.items():
+        tool_calls.setdefault(tool, {})[status] = n
+    sum_ms = sum(s for _, s in counts.histograms.values())
+    recent.sort()
+    p95 = recent[math.ceil(0.95 * len(recent)) - 1] if recent else 0.0  # nearest rank
+    return {
+        "total_queries": total,
+        "successful_queries": ok,
+        "failed_queries": failed,
+        "blocked_queries": sum(by_reason.values()),
+        "slow_queries": sum(counts.slow.values()),
+        "failure_rate_percent": round(failed / total * 100, 3) if total else 0.0,
+        "avg_query_time_ms": round(sum_ms / total, 3) if total else 0.0,
+        "p95_query_time_ms": round(p95, 3),
+        "queries_by_type": by_type,
+        "queries_by_connection": by_conn,
+        "blocked_by_reason": by_reason,
+        "tool_calls": tool_calls,
+    }
+
+
+class Collector:
+    """Hands a registry the families ``read`` builds, at scrape time."""
+
+    def __init__(self, read: Callable[[], list[Metric]]) -> None:
+        self._read = read
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._read())

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -29,51 +26,25 @@ from pgmcp.config import Settings
 from pgmcp.errors import mask_secrets
 from pgmcp.logs import emit, get_logger, redact_text
 from pgmcp.monitoring.business import BUSINESS_RETENTION_SECONDS, BusinessEvents
-from pgmcp.monitoring.exposition import BOUNDS_MS, Counts, families
+from pgmcp.monitoring.exposition import BOUNDS_MS, Collector, Counts, counted_fields, families
 from pgmcp.monitoring.health import RANK, Status, SystemProbe, assess
+from pgmcp.monitoring.history import (
+    BLOCKED_HISTORY_SIZE,
+    QueryRecord,
+    blocked_rows,
+    console_row,
+    history_row,
+    iso,
+    pick,
+)
 from pgmcp.monitoring.timeseries import TimeSeries
 
 __all__ = ["BLOCKED_HISTORY_SIZE", "RESERVOIR_SIZE", "Monitor", "PoolSource", "QueryRecord"]
 
 #: How many recent query durations ``p95_query_time_ms`` is computed over.
 RESERVOIR_SIZE = 10_000
-#: How many recent blocked statements the console lists (they are not in the query history).
-BLOCKED_HISTORY_SIZE = 200
-
 #: ``() -> {connection_id: {"size", "open", "idle_connections", "active_connections", "waiting"}}``
 PoolSource = Callable[[], Mapping[str, Mapping[str, int]]]
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass(frozen=True, slots=True)
-class QueryRecord:
-    """One query in the history (``get_query_history``)."""
-
-    connection_id: str
-    query: str | None
-    query_type: str
-    duration_ms: float
-    success: bool
-    row_count: int | None
-    timestamp: str  # ISO 8601, UTC
-    error_type: str | None = None
-    tool: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "connection_id": self.connection_id,
-            "query": self.query,
-            "query_type": self.query_type,
-            "duration_ms": self.duration_ms,
-            "success": self.success,
-            "row_count": self.row_count,
-            "timestamp": self.timestamp,
-            "error_type": self.error_type,
-            "tool": self.tool,
-        }
 
 
 class _Hist:
@@ -82,19 +53,6 @@ class _Hist:
     def __init__(self) -> None:
         self.buckets = [0] * (len(BOUNDS_MS) + 1)  # per bucket, not cumulative; the last is +Inf
         self.sum_ms = 0.0
-
-
-class _Collector:
-    """Hands the registry the Monitor's families at scrape time."""
-
-    def __init__(self, monitor: Monitor) -> None:
-        self._monitor = monitor
-
-    def describe(self) -> list[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._monitor._families())
 
 
 class Monitor:
@@ -134,7 +92,7 @@ class Monitor:
         self._system = SystemProbe(settings.pgmcp_data_dir)
 
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(self))
+        self.registry.register(Collector(self._families))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -299,17 +257,9 @@ class Monitor:
         """
         if limit <= 0:
             return []
-        picked: list[tuple[Any, ...]] = []
         with self._lock:
-            for entry in reversed(self._history):
-                if (connection_id is None or entry[1] == connection_id) and entry[4] >= min_duration_ms:
-                    picked.append(entry)
-                    if len(picked) >= limit:
-                        break
-        return [
-            QueryRecord(conn, text, qtype, round(dur, 3), ok, rows, _iso(epoch), err, tool).as_dict()
-            for epoch, conn, text, qtype, dur, ok, rows, err, tool, _, _ in picked
-        ]
+            picked = pick(reversed(self._history), connection_id, min_duration_ms, limit)
+        return [history_row(entry) for entry in picked]
 
     def recent_queries(self) -> list[dict[str, Any]]:
         """The whole query history, newest first, with each entry's ``id`` and ``principal``
@@ -317,14 +267,7 @@ class Monitor:
         with self._lock:
             entries = list(self._history)
         entries.reverse()
-        return [
-            {
-                **QueryRecord(conn, text, qtype, round(dur, 3), ok, rows, _iso(epoch), err, tool).as_dict(),
-                "principal": principal,
-                "id": qid,
-            }
-            for epoch, conn, text, qtype, dur, ok, rows, err, tool, principal, qid in entries
-        ]
+        return [console_row(entry) for entry in entries]
 
     def query_entry(self, query_id: int) -> dict[str, Any] | None:
         """One history entry by its ``id``, or None once it has left the history."""
@@ -334,9 +277,7 @@ class Monitor:
                     break
             else:
                 return None
-        epoch, conn, text, qtype, dur, ok, rows, err, tool, principal, qid = entry
-        record = QueryRecord(conn, text, qtype, round(dur, 3), ok, rows, _iso(epoch), err, tool).as_dict()
-        return {**record, "principal": principal, "id": qid}
+        return console_row(entry)
 
     def recent_blocked(self, limit: int = BLOCKED_HISTORY_SIZE) -> list[dict[str, Any]]:
         """Statements the policy refused, newest first: ``connection_id``, ``reason``, ``message``
@@ -345,18 +286,7 @@ class Monitor:
         with self._lock:
             entries = list(self._blocked_recent)
         entries.reverse()
-        return [
-            {
-                "connection_id": conn,
-                "reason": reason,
-                "message": message,
-                "query": text,
-                "tool": tool,
-                "principal": principal,
-                "timestamp": _iso(epoch),
-            }
-            for epoch, conn, reason, message, text, tool, principal in entries[:limit]
-        ]
+        return blocked_rows(entries[:limit])
 
     def pools(self) -> dict[str, dict[str, int]]:
         """Pool stats from the pool source; empty when none is set or it fails."""
@@ -389,39 +319,8 @@ class Monitor:
         start; ``p95_query_time_ms`` over the last :data:`RESERVOIR_SIZE` queries.
         """
         counts, recent = self._counts()
-        ok = failed = 0
-        by_type: dict[str, int] = {}
-        by_conn: dict[str, int] = {}
-        for (conn, qtype, status), n in counts.queries.items():
-            if status == "success":
-                ok += n
-            else:
-                failed += n
-            by_type[qtype] = by_type.get(qtype, 0) + n
-            by_conn[conn] = by_conn.get(conn, 0) + n
-        total = ok + failed
-        by_reason: dict[str, int] = {}
-        for (_, reason), n in counts.blocked.items():
-            by_reason[reason] = by_reason.get(reason, 0) + n
-        tool_calls: dict[str, dict[str, int]] = {}
-        for (tool, status), n in counts.tools.items():
-            tool_calls.setdefault(tool, {})[status] = n
-        sum_ms = sum(s for _, s in counts.histograms.values())
-        recent.sort()
-        p95 = recent[math.ceil(0.95 * len(recent)) - 1] if recent else 0.0  # nearest rank
         return {
-            "total_queries": total,
-            "successful_queries": ok,
-            "failed_queries": failed,
-            "blocked_queries": sum(by_reason.values()),
-            "slow_queries": sum(counts.slow.values()),
-            "failure_rate_percent": round(failed / total * 100, 3) if total else 0.0,
-            "avg_query_time_ms": round(sum_ms / total, 3) if total else 0.0,
-            "p95_query_time_ms": round(p95, 3),
-            "queries_by_type": by_type,
-            "queries_by_connection": by_conn,
-            "blocked_by_reason": by_reason,
-            "tool_calls": tool_calls,
+            **counted_fields(counts, recent),
             "uptime_seconds": round(self.uptime_seconds, 3),
             "pools": self.pools(),
             "system": self.system_stats(),
@@ -484,6 +383,6 @@ class Monitor:
             "disk_percent": system["disk_percent"],
             "connections": conns,
             "warnings": warnings,
-            "timestamp": _iso(time.time()),
+            "timestamp": iso(time.time()),
             "version": __version__,
         }

@@ -1,5 +1,5 @@
 """The tools of SPEC §3, one module per family. They return plain dicts; the MCP edge
-(``pgmcp.server``) turns them, and every :class:`pgmcp.errors.PgMcpError` they raise,
+(``pgmcp.registration``) turns them, and every :class:`pgmcp.errors.PgMcpError` they raise,
 into the one response shape."""
 
 from __future__ import annotations

@@ -1,34 +1,19 @@
-"""Settings: one typed object built once from the environment, ``.env`` and ``MCP_CONFIG_FILE``.
-
-Nothing else in pgmcp reads ``os.environ`` for configuration (the one
-exceptions are ``password_env``, ``ssh_key_env`` and ``ssh_password_env``: the
-*names* of variables holding a secret, resolved in :func:`resolve_secret_env`).
-"""
+"""The one :class:`Settings` object: every setting of SPEC §5, typed, with its default and description."""
 
 from __future__ import annotations
 
-import os
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from pgmcp.dsn import DsnError, parse_dsn
-from pgmcp.errors import InvalidInput, register_secret
+from pgmcp.config.connections import ConnectionSpec, SslMode, spec_fields_from_dsn
+from pgmcp.dsn import DsnError
+from pgmcp.errors import register_secret
 
-__all__ = [
-    "ConnectionSpec",
-    "Settings",
-    "SettingsError",
-    "load_settings",
-    "resolve_password",
-    "spec_fields_from_dsn",
-    "resolve_secret_env",
-]
+__all__ = ["Settings"]
 
-SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 CsvList = Annotated[list[str], NoDecode]
 
 
@@ -36,75 +21,6 @@ def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
-
-
-class ConnectionSpec(BaseModel):
-    """A named connection, as declared by ``DB_*``, ``MCP_CONFIG_FILE`` or ``add_connection``."""
-
-    connection_id: str
-    host: str
-    port: int = Field(5432, ge=1, le=65535)
-    database: str
-    user: str
-    password: SecretStr | None = None
-    password_env: str | None = None
-    pool_size: int | None = Field(None, ge=1, le=1000)
-    ssl_mode: SslMode | None = None
-    ssl_cert: str | None = None
-    ssl_key: str | None = None
-    ssl_root_cert: str | None = None
-    readonly: bool = False
-    # /readyz answers 503 while a required connection does not answer. The 'default'
-    # connection is required; MCP_CONFIG_FILE connections when they say `required = true`.
-    required: bool = False
-    # SSH tunnel through a bastion host (db/tunnel.py); secrets only by the name of a variable.
-    ssh_host: str | None = None
-    ssh_port: int = Field(22, ge=1, le=65535)
-    ssh_user: str | None = None
-    ssh_key_env: str | None = None
-    ssh_password_env: str | None = None
-    ssh_known_hosts: str | None = None
-
-    @model_validator(mode="after")
-    def _ssh_is_complete(self) -> ConnectionSpec:
-        given = [name for name in _SSH_FIELDS if getattr(self, name) is not None]
-        if self.ssh_host is None:
-            if given:
-                raise ValueError(f"{given[0]} is given without ssh_host (the SSH server to tunnel through)")
-            return self
-        if not self.ssh_user:
-            raise ValueError("ssh_host needs ssh_user (the user to log in as on the SSH server)")
-        if not (self.ssh_key_env or self.ssh_password_env):
-            raise ValueError(
-                "ssh_host needs ssh_key_env or ssh_password_env: the name of a server-side "
-                "environment variable holding the private key (or its file path) or the password"
-            )
-        return self
-
-
-_SSH_FIELDS = ("ssh_user", "ssh_key_env", "ssh_password_env", "ssh_known_hosts")
-
-
-def spec_fields_from_dsn(dsn: str) -> dict[str, Any]:
-    """The ConnectionSpec fields of a postgresql:// URI, with libpq's defaults for what it omits
-    (host localhost, port 5432, user postgres, database = the user). Its password is remembered
-    as a secret, so no output ever shows it.
-
-    Raises:
-        DsnError: the URI cannot be used (the message never shows the password).
-    """
-    fields = parse_dsn(dsn)
-    register_secret(fields.get("password"))
-    fields.setdefault("host", "localhost")
-    fields.setdefault("user", "postgres")
-    fields.setdefault("database", fields["user"])
-    if "password" in fields:
-        fields["password"] = SecretStr(fields["password"])
-    return fields
-
-
-class SettingsError(Exception):
-    """A setting has a bad value; the message is one line naming the variable."""
 
 
 class Settings(BaseSettings):
@@ -444,116 +360,3 @@ class Settings(BaseSettings):
             required=True,
             **tls,
         )
-
-
-def _first_error_line(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    msg = err["msg"]
-    loc = ".".join(str(p) for p in err["loc"])
-    if not loc and msg.startswith("Value error, ") and ": " in msg:
-        # A check across settings (model validator) says which one: "Value error, name: message".
-        loc, _, msg = msg.removeprefix("Value error, ").partition(": ")
-    loc = loc or "settings"
-    name = loc.upper() if "." not in loc else loc
-    value = err.get("input")
-    secret = name.endswith(("PASSWORD", "TOKEN", "URL"))
-    shown = "" if secret or isinstance(value, dict) else f" (got {value!r})"
-    return f"Invalid setting {name}{shown}: {msg}"
-
-
-def _load_config_file(path: Path) -> list[ConnectionSpec]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise SettingsError(f"Invalid setting MCP_CONFIG_FILE: file not found: {path}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise SettingsError(f"Invalid setting MCP_CONFIG_FILE: {path}: {exc}") from exc
-    specs: list[ConnectionSpec] = []
-    tables = data.get("connections", {})
-    if not isinstance(tables, dict):
-        raise SettingsError("Invalid setting MCP_CONFIG_FILE: [connections] must be a table of tables")
-    for conn_id, body in tables.items():
-        if not isinstance(body, dict):
-            raise SettingsError(f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] must be a table")
-        if "password" in body:
-            raise SettingsError(
-                f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] has a password; "
-                "use password_env (the name of an environment variable holding it)"
-            )
-        if "dsn" in body:
-            body = _config_dsn(conn_id, body)
-        for secret in ("ssh_key", "ssh_password"):
-            if secret in body:
-                raise SettingsError(
-                    f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] has {secret}; use "
-                    f"{secret}_env (the name of an environment variable holding it)"
-                )
-        try:
-            specs.append(ConnectionSpec(connection_id=conn_id, **body))
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"])
-            where = f"{field}: " if field else ""
-            raise SettingsError(
-                f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}] {where}{err['msg']}"
-            ) from exc
-        for name in (specs[-1].password_env, specs[-1].ssh_key_env, specs[-1].ssh_password_env):
-            if name:
-                register_secret(os.environ.get(name))
-    return specs
-
-
-def _config_dsn(conn_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """A config-file connection given by ``dsn``: its parts, beside the table's other keys."""
-    where = f"Invalid setting MCP_CONFIG_FILE: [connections.{conn_id}]"
-    rest = {k: v for k, v in body.items() if k != "dsn"}
-    dsn = body["dsn"]
-    if not isinstance(dsn, str):
-        raise SettingsError(f"{where} dsn: must be a postgresql:// URI string")
-    try:
-        fields = spec_fields_from_dsn(dsn)
-    except DsnError as exc:
-        raise SettingsError(f"{where} dsn: {exc}") from None
-    if "password" in fields:
-        raise SettingsError(
-            f"{where} dsn has a password; use password_env (the name of a variable holding it)"
-        )
-    given = sorted(set(fields) & set(rest) & {"host", "port", "database", "user"})
-    if given:
-        raise SettingsError(f"{where} gives {', '.join(given)} both in dsn and as keys; give them once")
-    return {**fields, **rest}
-
-
-def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build the settings; raise :class:`SettingsError` with one line naming the bad variable."""
-    if env_file is not None and not Path(env_file).is_file():
-        raise SettingsError(f"Invalid option --env-file: file not found: {env_file}")
-    try:
-        settings = Settings(_env_file=env_file, **overrides)
-    except ValidationError as exc:
-        raise SettingsError(_first_error_line(exc)) from None
-    if settings.mcp_config_file is not None:
-        settings.connections = _load_config_file(settings.mcp_config_file)
-    return settings
-
-
-def resolve_password(spec: ConnectionSpec) -> str | None:
-    """The password of a connection: given inline, or read from the variable ``password_env`` names."""
-    if spec.password is not None:
-        return spec.password.get_secret_value()
-    if spec.password_env:
-        return resolve_secret_env(spec.password_env, "password_env")
-    return None
-
-
-def resolve_secret_env(name: str, parameter: str) -> str:
-    """The value of the server-side variable ``name`` that ``parameter`` names, remembered as a secret.
-
-    Raises:
-        InvalidInput: the variable is not set (the message names it, never a value).
-    """
-    value = os.environ.get(name)
-    if value is None:
-        raise InvalidInput(f"{parameter} names {name!r}, which is not set in the server's environment")
-    register_secret(value)
-    return value
