@@ -198,3 +198,18 @@ async def conn(module_db: PgServer) -> AsyncIterator[asyncpg.Connection]:
         yield connection
     finally:
         await connection.close()
+
+
+@pytest.fixture
+def isolated_secrets() -> Iterator[None]:
+    """No secret registered by an earlier test (a password like ``pass``) masks words this test
+    expects in a message: secrets are process-wide."""
+    from pgmcp.errors import _registered_secrets
+
+    saved = set(_registered_secrets)
+    _registered_secrets.clear()
+    try:
+        yield
+    finally:
+        _registered_secrets.clear()
+        _registered_secrets.update(saved)

@@ -259,6 +259,7 @@ async def test_a_wrong_key_is_refused_with_the_variable_named(db: PgServer, sshd
         ({"ssh_host": None}, "without ssh_host"),
     ],
 )
+@pytest.mark.usefixtures("isolated_secrets")
 async def test_an_incomplete_tunnel_is_refused_before_connecting(
     db: PgServer, sshd: OpenSshServer, change: dict[str, Any], needle: str
 ) -> None:
