@@ -50,14 +50,25 @@ LAYERS: list[list[str]] = [
     ["pgmcp.confirm"],
     # The application context: settings, registry, executor, policy, monitor, audit of one process.
     ["pgmcp.app"],
-    # Data moved between two connections through the execute path (copy_data).
+    # Data moved between two connections through the execute path (copy_data), and one copy's
+    # byte stream (batches, the run's state, how its failures read).
     ["pgmcp.db.copy"],
-    # The one execute path, the audit log, the embedded PostgreSQL.
+    ["pgmcp.db.copy_stream"],
+    # The one execute path (Executor: policy check, reads), the audit log, the embedded PostgreSQL.
     ["pgmcp.db.execute", "pgmcp.audit", "pgmcp.db.embedded"],
-    # Catalog reads the execute path and the tools share.
-    ["pgmcp.db.plans", "pgmcp.db.catalog"],
+    # The execute path's write paths and plan sessions (run with the Executor handed to them),
+    # and the catalog reads the execute path and the tools share.
+    ["pgmcp.db.writes", "pgmcp.db.plans", "pgmcp.db.catalog"],
+    # Its transaction (BEGIN to COMMIT/ROLLBACK); reading and capping rows.
+    ["pgmcp.db.transaction", "pgmcp.db.reading"],
+    # How its failures read; its result dataclasses.
+    ["pgmcp.db.failures", "pgmcp.db.results"],
     # What the execute path consults: the policy, the metrics and health, the pools.
     ["pgmcp.security", "pgmcp.monitoring", "pgmcp.db.registry", "pgmcp.intelligence"],
+    # What the registry is made of: opening and closing a pool, lending a connection, probing.
+    ["pgmcp.db.pools", "pgmcp.db.lending", "pgmcp.db.health"],
+    # One named connection's record, and the connection class of its pools.
+    ["pgmcp.db.connection"],
     # Below the pools: session reset, privileges, limits, tunnels, TLS, value conversion; who is calling.
     [
         "pgmcp.db.session",
@@ -68,6 +79,8 @@ LAYERS: list[list[str]] = [
         "pgmcp.db.convert",
         "pgmcp.auth",
     ],
+    # Every use of asyncpg's private API.
+    ["pgmcp.db._driver"],
     # Leaves anyone may import.
     ["pgmcp.config", "pgmcp.logs", "pgmcp.models"],
     ["pgmcp.errors", "pgmcp.dsn", "pgmcp.hosts", "pgmcp.progress", "pgmcp._version"],

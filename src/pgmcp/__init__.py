@@ -31,7 +31,7 @@ from pgmcp._version import __version__
 
 if TYPE_CHECKING:
     from pgmcp.config import Settings
-    from pgmcp.db.execute import BatchResult, QueryResult, TransactionResult
+    from pgmcp.db.results import BatchResult, QueryResult, TransactionResult
     from pgmcp.errors import (
         ConnectionFailed,
         ConnectionNotFound,
@@ -84,9 +84,9 @@ __all__ = [
 
 _LAZY: dict[str, str] = {
     "Settings": "pgmcp.config",
-    "BatchResult": "pgmcp.db.execute",
-    "QueryResult": "pgmcp.db.execute",
-    "TransactionResult": "pgmcp.db.execute",
+    "BatchResult": "pgmcp.db.results",
+    "QueryResult": "pgmcp.db.results",
+    "TransactionResult": "pgmcp.db.results",
     "ConnectionFailed": "pgmcp.errors",
     "ConnectionNotFound": "pgmcp.errors",
     "DatabaseError": "pgmcp.errors",

@@ -245,17 +245,17 @@ async def test_pg_stats_anyarray_columns_come_back_as_text(db: dict[str, Any]) -
 
 
 def test_a_driver_decode_failure_is_never_a_connection_failure() -> None:
-    from pgmcp.db.execute import Executor
+    from pgmcp.db.failures import pgmcp_error
 
-    executor = Executor.__new__(Executor)
-    executor.settings = type("S", (), {"query_timeout": 30.0})()  # type: ignore[assignment]
-    decode = executor._fail(
-        asyncpg.InternalClientError("could not resolve query result and/or argument types")
+    decode = pgmcp_error(
+        asyncpg.InternalClientError("could not resolve query result and/or argument types"),
+        query_timeout=30.0,
     )
     assert decode.error_type == "database_error"
     assert "cast the column to text" in str(decode)
-    lost = executor._fail(
-        asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+    lost = pgmcp_error(
+        asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
+        query_timeout=30.0,
     )
     assert lost.error_type == "connection_failed"
 

@@ -1,5 +1,8 @@
 """The private asyncpg API pgmcp uses (for speed, or where no public one exists) is still there, shaped as pgmcp calls it.
 
+Every use is in src/pgmcp/db/_driver.py, each with what it saves; no other module of
+src/pgmcp reaches for ``._protocol`` or ``._prepare`` (checked below).
+
 pyproject.toml bounds asyncpg to the releases these were checked on; when a new
 release moves one of them, the failing test names the attribute and the place in
 pgmcp that uses it, so an upgrade cannot break a release silently. The shapes are
@@ -11,11 +14,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import re
 import tomllib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import asyncpg
+import asyncpg.pgproto.pgproto
 import asyncpg.pool
 import asyncpg.prepared_stmt
 import asyncpg.protocol
@@ -23,8 +28,8 @@ import asyncpg.protocol.protocol
 import pytest
 from packaging.requirements import Requirement
 
-from pgmcp.db.execute import _fetch_at_most, _prepare
-from pgmcp.db.registry import PgMcpConnection, _attached
+from pgmcp.db._driver import fetch_at_most, prepare_cached, proxy_attached
+from pgmcp.db.connection import PgMcpConnection
 from tests.conftest import PgServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +48,7 @@ def _slots(cls: type) -> set[str]:
 INTERNALS: list[tuple[str, str, Callable[[], str | None]]] = [
     (
         "Connection._prepare(query, *, use_cache=...)",
-        "db/execute.py _prepare: the statement cache, one Parse per distinct query",
+        "db/_driver.py prepare_cached: the statement cache, one Parse per distinct query",
         lambda: (
             None
             if _params(asyncpg.Connection._prepare)[:2] == ["self", "query"]
@@ -54,12 +59,12 @@ INTERNALS: list[tuple[str, str, Callable[[], str | None]]] = [
     ),
     (
         "Connection._protocol",
-        "db/execute.py _fetch_at_most: bind_execute on the connection's protocol",
+        "db/_driver.py fetch_at_most: bind_execute on the connection's protocol",
         lambda: None if "_protocol" in _slots(asyncpg.Connection) else "no _protocol slot",
     ),
     (
         "Protocol.bind_execute(state, args, portal_name, limit, return_extra, timeout)",
-        "db/execute.py _fetch_at_most: Bind + Execute(limit) on the unnamed portal, one round trip",
+        "db/_driver.py fetch_at_most: Bind + Execute(limit) on the unnamed portal, one round trip",
         lambda: (
             None
             if _params(asyncpg.protocol.Protocol.bind_execute)
@@ -69,7 +74,7 @@ INTERNALS: list[tuple[str, str, Callable[[], str | None]]] = [
     ),
     (
         "Protocol.get_settings().add_python_codec(oid, name, schema, infos, kind, encoder, decoder, format)",
-        "db/convert/codecs.py setup_connection_codecs: pseudo-types (anyarray ...) read as text, no catalog trip",
+        "db/_driver.py add_text_codec (setup_connection_codecs): pseudo-types (anyarray ...) read as text, no catalog trip",
         lambda: (
             None
             if hasattr(asyncpg.protocol.Protocol, "get_settings")
@@ -90,12 +95,12 @@ INTERNALS: list[tuple[str, str, Callable[[], str | None]]] = [
     ),
     (
         "PreparedStatement._state",
-        "db/execute.py _fetch_at_most: the prepared statement's protocol state",
+        "db/_driver.py fetch_at_most: the prepared statement's protocol state",
         lambda: None if "_state" in _slots(asyncpg.prepared_stmt.PreparedStatement) else "no _state slot",
     ),
     (
         "PoolConnectionProxy._con",
-        "db/registry.py _attached: whether the pool proxy still holds its connection (the warm connection)",
+        "db/_driver.py proxy_attached: whether the pool proxy still holds its connection (the warm connection)",
         lambda: (
             None
             if "_con" in _slots(asyncpg.pool.PoolConnectionProxy)
@@ -105,7 +110,7 @@ INTERNALS: list[tuple[str, str, Callable[[], str | None]]] = [
     ),
     (
         "Connection.reset() asks get_reset_query()",
-        "db/registry.py PgMcpConnection.get_reset_query: the reset round trip skipped on clean release",
+        "db/_driver.py ResetWhenDirty.get_reset_query: the reset round trip skipped on clean release",
         lambda: (
             None
             if "get_reset_query" in inspect.getsource(asyncpg.Connection.reset)
@@ -114,9 +119,41 @@ INTERNALS: list[tuple[str, str, Callable[[], str | None]]] = [
     ),
     (
         "Connection subclasses may add __slots__ (connection_class=PgMcpConnection)",
-        "db/registry.py PgMcpConnection: __slots__ = ('_pgmcp_dirty',)",
+        "db/_driver.py ResetWhenDirty: __slots__ = ('_pgmcp_dirty',)",
         lambda: (
             None if "__weakref__" in _slots(asyncpg.Connection) else "Connection lost its __slots__ layout"
+        ),
+    ),
+    (
+        "Pool._holders, each with is_connected(), is_idle(), terminate()",
+        "db/_driver.py close_one_idle: one idle connection closed for a call waiting under MAX_CONNECTIONS",
+        lambda: (
+            None
+            if "_holders" in _slots(asyncpg.pool.Pool)
+            and all(
+                callable(getattr(asyncpg.pool.PoolConnectionHolder, m, None))
+                for m in ("is_connected", "is_idle", "terminate")
+            )
+            else "Pool._holders or PoolConnectionHolder's is_connected/is_idle/terminate reshaped"
+        ),
+    ),
+    (
+        "asyncpg.pgproto.pgproto: infinity_date, negative_infinity_date, infinity_datetime, "
+        "negative_infinity_datetime, UUID",
+        "db/_driver.py INFINITY_DATE ... PGPROTO_UUID: ±infinity told apart by identity; the uuid class",
+        lambda: (
+            None
+            if all(
+                hasattr(asyncpg.pgproto.pgproto, n)
+                for n in (
+                    "infinity_date",
+                    "negative_infinity_date",
+                    "infinity_datetime",
+                    "negative_infinity_datetime",
+                    "UUID",
+                )
+            )
+            else "a sentinel or the UUID class is gone from asyncpg.pgproto.pgproto"
         ),
     ),
 ]
@@ -155,19 +192,19 @@ async def pgmcp_conn(module_db: PgServer) -> AsyncIterator[PgMcpConnection]:
 
 
 async def test_cached_prepare_parses_a_query_once(pgmcp_conn: PgMcpConnection) -> None:
-    first = await _prepare(pgmcp_conn, "SELECT $1::int + 1 AS n")
-    second = await _prepare(pgmcp_conn, "SELECT $1::int + 1 AS n")
+    first = await prepare_cached(pgmcp_conn, "SELECT $1::int + 1 AS n")
+    second = await prepare_cached(pgmcp_conn, "SELECT $1::int + 1 AS n")
     assert first._state is second._state, "asyncpg's statement cache did not answer the second prepare"
 
 
 async def test_bind_execute_reads_at_most_the_limit_in_one_round_trip(pgmcp_conn: PgMcpConnection) -> None:
-    stmt = await _prepare(pgmcp_conn, "SELECT n FROM generate_series(1, $1::int) AS n")
+    stmt = await prepare_cached(pgmcp_conn, "SELECT n FROM generate_series(1, $1::int) AS n")
     async with pgmcp_conn.transaction():
-        rows = await _fetch_at_most(pgmcp_conn, stmt, [10], 3)
+        rows = await fetch_at_most(pgmcp_conn, stmt, [10], 3)
         assert [r["n"] for r in rows] == [1, 2, 3]
         # The unnamed portal leaves nothing behind: the next statement on the connection just runs.
         assert await pgmcp_conn.fetchval("SELECT 42") == 42
-    rows = await _fetch_at_most(pgmcp_conn, stmt, [2], 5)
+    rows = await fetch_at_most(pgmcp_conn, stmt, [2], 5)
     assert [r["n"] for r in rows] == [1, 2]
 
 
@@ -193,12 +230,12 @@ async def test_the_pool_proxy_detaches_on_release_and_resets_only_when_dirty(mod
     )
     try:
         proxy = await pool.acquire()
-        assert _attached(proxy)
+        assert proxy_attached(proxy)
         raw = proxy._con
         await proxy.execute("SET application_name = 'dirty'")
         raw.mark_dirty()
         await pool.release(proxy)
-        assert not _attached(proxy), "a released proxy still holds its connection"
+        assert not proxy_attached(proxy), "a released proxy still holds its connection"
         async with pool.acquire() as again:
             # The full reset ran (RESET ALL): the session setting is gone.
             assert await again.fetchval("SHOW application_name") != "dirty"
@@ -214,3 +251,17 @@ def test_a_changed_internal_is_reported(monkeypatch: pytest.MonkeyPatch) -> None
     what, _, check = INTERNALS[0]
     assert what.startswith("Connection._prepare")
     assert check() is not None, "a positional use_cache went unnoticed"
+
+
+def test_no_module_but_the_driver_module_uses_asyncpg_internals() -> None:
+    """``._protocol`` and ``._prepare`` appear in src/pgmcp only in db/_driver.py (the grep of issue 20)."""
+    src = ROOT / "src" / "pgmcp"
+    pattern = re.compile(r"\._protocol\b|\._prepare\b|\._holders\b|\._con\b|pgproto")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted(src.rglob("*.py"))
+        if path != src / "db" / "_driver.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not offenders, "asyncpg internals outside src/pgmcp/db/_driver.py:\n" + "\n".join(offenders)

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Final
 from pgmcp.security.functions import FunctionCatalog
 
 if TYPE_CHECKING:
-    from pgmcp.db.registry import Connection, ConnectionRegistry, PgMcpConnection
+    from pgmcp.db.connection import Connection, PgMcpConnection
+    from pgmcp.db.registry import ConnectionRegistry
 
 __all__ = ["CHECK_INTERVAL", "DDL_WINDOW", "CatalogCache", "load_catalog"]
 

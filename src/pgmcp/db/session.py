@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 if TYPE_CHECKING:
-    from pgmcp.db.registry import PgMcpConnection
+    from pgmcp.db.connection import PgMcpConnection
 
 __all__ = ["end_text", "end_transaction", "full_reset", "is_leftover_marker"]
 

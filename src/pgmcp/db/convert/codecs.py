@@ -14,14 +14,10 @@ import re
 from typing import Any
 
 import asyncpg
-from asyncpg.pgproto import pgproto as _pgproto
 
-# asyncpg returns these very objects for PostgreSQL's +/-infinity dates and
-# timestamps; a real 9999-12-31 is a different object, so identity tells them apart.
-_INF_DATE: Any = _pgproto.infinity_date
-_NEG_INF_DATE: Any = _pgproto.negative_infinity_date
-_INF_DATETIME: Any = _pgproto.infinity_datetime
-_NEG_INF_DATETIME: Any = _pgproto.negative_infinity_datetime
+from pgmcp.db._driver import INFINITY_DATE as _INF_DATE
+from pgmcp.db._driver import NEGATIVE_INFINITY_DATE as _NEG_INF_DATE
+from pgmcp.db._driver import add_text_codec
 
 
 def _interval_to_text(value: Any) -> str:
@@ -146,9 +142,8 @@ async def setup_connection_codecs(conn: asyncpg.Connection) -> None:
       codec for them and would fail the whole statement (``could not resolve query result
       types``). Their OIDs are fixed in every PostgreSQL, so no catalog round trip is needed.
     """
-    settings = conn._protocol.get_settings()
     for oid, name in _PSEUDO_AS_TEXT:
-        settings.add_python_codec(oid, name, "pg_catalog", [], "scalar", str, _text_identity, "text")
+        add_text_codec(conn, oid, name, str, _text_identity)
     await conn.set_type_codec(
         "interval",
         schema="pg_catalog",

@@ -13,14 +13,11 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pgmcp.db.convert.codecs import (
-    _INF_DATE,
-    _INF_DATETIME,
-    _NEG_INF_DATE,
-    _NEG_INF_DATETIME,
-    _interval_to_text,
-    _pg_days_from_text,
-)
+from pgmcp.db._driver import INFINITY_DATE as _INF_DATE
+from pgmcp.db._driver import INFINITY_DATETIME as _INF_DATETIME
+from pgmcp.db._driver import NEGATIVE_INFINITY_DATE as _NEG_INF_DATE
+from pgmcp.db._driver import NEGATIVE_INFINITY_DATETIME as _NEG_INF_DATETIME
+from pgmcp.db.convert.codecs import _interval_to_text, _pg_days_from_text
 from pgmcp.db.convert.param_scalars import _Mismatch
 from pgmcp.db.convert.values import _pg_float_text
 

@@ -21,15 +21,13 @@ from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
-from asyncpg.pgproto import pgproto as _pgproto
 
-from pgmcp.db.convert.codecs import (
-    _INF_DATE,
-    _INF_DATETIME,
-    _NEG_INF_DATE,
-    _NEG_INF_DATETIME,
-    _text_identity,
-)
+from pgmcp.db._driver import INFINITY_DATE as _INF_DATE
+from pgmcp.db._driver import INFINITY_DATETIME as _INF_DATETIME
+from pgmcp.db._driver import NEGATIVE_INFINITY_DATE as _NEG_INF_DATE
+from pgmcp.db._driver import NEGATIVE_INFINITY_DATETIME as _NEG_INF_DATETIME
+from pgmcp.db._driver import PGPROTO_UUID
+from pgmcp.db.convert.codecs import _text_identity
 
 JsonValue: TypeAlias = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 _Encoder: TypeAlias = Callable[[Any], JsonValue]
@@ -356,7 +354,7 @@ _BY_PYTHON_TYPE: dict[type, _Encoder] = {
     _dt.time: _enc_time,
     _dt.timedelta: _timedelta_text,
     uuid.UUID: _enc_str,
-    type(_pgproto.UUID(b"\x00" * 16)): _enc_str,
+    PGPROTO_UUID: _enc_str,
     bytes: _enc_bytea,
     ipaddress.IPv4Address: _enc_ip,
     ipaddress.IPv6Address: _enc_ip,
