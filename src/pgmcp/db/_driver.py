@@ -11,6 +11,7 @@ reaches for ``._protocol`` or ``._prepare``.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -148,9 +149,9 @@ class ResetWhenDirty(asyncpg.Connection):  # type: ignore[misc]
         """The next release sends the full reset (a failure, a cancellation, a reset that did not finish)."""
         self._pgmcp_dirty = True
 
+    @abc.abstractmethod
     def dirty_reset_query(self) -> str:
-        """The text of the full reset a dirty connection gets on release."""
-        raise NotImplementedError
+        """The text of the full reset a dirty connection gets on release (db.connection's subclass)."""
 
     def get_reset_query(self) -> str:
         if self._pgmcp_dirty:
